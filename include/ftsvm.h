@@ -1,0 +1,81 @@
+/*
+ * ftsvm — fault-tolerant shared virtual memory for SMP-threaded programs.
+ *
+ * The one installed header: the API contract of DESIGN.md section 9.
+ * Every function returns 0 or a negative FTSVM_E* code unless documented
+ * otherwise; ftsvm_strerror() describes a code.
+ *
+ * Programs are SPMD: every node runs the same program. Start them with
+ * `ftsvm-run -n N ./app` on one machine, or under a PMIx launcher
+ * (srun, mpirun) on a cluster.
+ */
+#ifndef FTSVM_H
+#define FTSVM_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FTSVM_VERSION_MAJOR 0
+#define FTSVM_VERSION_MINOR 1
+#define FTSVM_VERSION_PATCH 0
+
+/* Status codes, grouped by how far a failure reaches. */
+enum {
+    FTSVM_OK          = 0,
+    /* the caller's own mistake */
+    FTSVM_EINVAL      = -1,   /* bad argument or configuration value */
+    FTSVM_ESTATE      = -2,   /* call not allowed now (e.g. before ftsvm_init) */
+    FTSVM_ERANGE      = -3,   /* id or size out of range */
+    FTSVM_ENOSYS      = -4,   /* not implemented in this version */
+    /* local resources */
+    FTSVM_ENOMEM      = -10,  /* out of memory or shared space */
+    FTSVM_ESYS        = -11,  /* a system call failed (see the log) */
+    FTSVM_ETRANSPORT  = -12,  /* the transport failed locally */
+    FTSVM_ETIMEDOUT   = -13,  /* a wait ran out of time */
+    FTSVM_EBOOT       = -14,  /* start-up (rendezvous, PMIx) failed */
+    /* another node */
+    FTSVM_EPEER       = -20,  /* the peer failed or is unreachable */
+    FTSVM_EPROTO      = -21,  /* a peer sent a message that does not parse */
+    /* this node */
+    FTSVM_EFENCED     = -30,  /* this node was removed from the view */
+};
+
+int         ftsvm_init(int *argc, char ***argv);
+int         ftsvm_finalize(void);
+const char *ftsvm_strerror(int err);
+
+int ftsvm_node(void);            /* this node's id, 0..ftsvm_nodes()-1 (negative before init) */
+int ftsvm_nodes(void);           /* number of nodes the job started with */
+int ftsvm_alive(int node);       /* 1 alive, 0 failed, negative error */
+
+/* Shared memory. ftsvm_alloc is collective: same call order on every node;
+ * it returns the same address on every node, NULL on error. */
+void *ftsvm_alloc(size_t bytes);
+void *ftsvm_malloc(size_t bytes);   /* any node, any time */
+void  ftsvm_free(void *p);
+
+int ftsvm_lock_acquire(unsigned lock);
+int ftsvm_lock_release(unsigned lock);
+
+/* Every registered thread of every live node: each node's main thread plus
+ * threads from ftsvm_thread_create that have not yet returned. */
+int ftsvm_barrier(void);
+
+int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
+int ftsvm_thread_id(void);  /* global id of the calling thread, 0..ftsvm_threads()-1 */
+int ftsvm_threads(void);    /* nodes x threads per node; the main thread counts as one */
+
+/* Fault-tolerant parallel loop: collective, called once per live node;
+ * returns when every chunk has been committed exactly once. */
+int ftsvm_for(size_t n, size_t chunk,
+              void (*fn)(size_t first, size_t count, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FTSVM_H */

@@ -1,0 +1,52 @@
+/* Bootstrap: how a node learns its id, the job size, and exchanges the
+ * blobs (worker addresses, remote keys) that the transport needs. Two
+ * implementations behind one interface: the built-in rendezvous of ftsvm-run
+ * (bootstrap_rdv.c) and PMIx (bootstrap_pmix.c) for srun / mpirun. */
+#ifndef FTSVM_BOOTSTRAP_H
+#define FTSVM_BOOTSTRAP_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bootstrap bootstrap_t;
+
+typedef struct bootstrap_ops {
+    const char *name;
+    /* all = nodes x len bytes; present (may be NULL) = nodes bytes, 1 for
+     * each node that contributed. With present == NULL an absent node is an
+     * error (FTSVM_EBOOT). */
+    int  (*allgather)(bootstrap_t *boot, const void *mine, size_t len,
+                      void *all, uint8_t *present);
+    void (*destroy)(bootstrap_t *boot);
+} bootstrap_ops_t;
+
+struct bootstrap {
+    const bootstrap_ops_t *ops;
+    int                    node;
+    int                    nodes;
+};
+
+/* Pick PMIx when the environment comes from a PMIx launcher and FTSVM_RDV is
+ * not set, the built-in rendezvous when FTSVM_RDV is set, and fail with a
+ * clear message otherwise. */
+int  bootstrap_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
+int  bootstrap_rdv_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
+int  bootstrap_pmix_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
+
+static inline int bootstrap_allgather(bootstrap_t *boot, const void *mine, size_t len,
+                                      void *all, uint8_t *present)
+{
+    return boot->ops->allgather(boot, mine, len, all, present);
+}
+
+/* All live nodes have arrived; nodes that exited are skipped. */
+int  bootstrap_barrier(bootstrap_t *boot);
+
+static inline void bootstrap_destroy(bootstrap_t *boot)
+{
+    boot->ops->destroy(boot);
+}
+
+#endif

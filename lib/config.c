@@ -1,0 +1,290 @@
+/* The FTSVM_* configuration table (STYLE.md "Configuration and logs"). */
+#include "config.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+extern char **environ;
+
+typedef enum {
+    CONFIG_BOOL,
+    CONFIG_UINT,
+    CONFIG_INT,
+    CONFIG_SECONDS,
+    CONFIG_ENUM,
+    CONFIG_STRING,
+} config_type_t;
+
+typedef struct config_entry {
+    const char         *name;      /* without the FTSVM_ prefix */
+    const char         *dflt;
+    const char         *doc;
+    size_t              offset;
+    config_type_t       type;
+    long long           min, max;  /* CONFIG_UINT, CONFIG_INT */
+    const char *const  *choices;   /* CONFIG_ENUM, NULL-terminated */
+    size_t              size;      /* CONFIG_STRING buffer size */
+} config_entry_t;
+
+static const char *const log_level_choices[] = {
+    "error", "warn", "info", "debug", "trace", NULL
+};
+static const char *const transport_choices[] = { "ucx", "verbs", NULL };
+
+#define FIELD(_f) offsetof(ftsvm_config_t, _f)
+
+#define ENTRY(_name, _dflt, _doc, _field, _type) \
+    .name = (_name), .dflt = (_dflt), .doc = (_doc), .offset = FIELD(_field), .type = (_type)
+
+static const config_entry_t config_table[] = {
+    {ENTRY("LOG_LEVEL", "warn", "log level: error, warn, info, debug or trace",
+           log_level, CONFIG_ENUM), .choices = log_level_choices},
+    {ENTRY("STATS", "n", "print the per-module counters at ftsvm_finalize (y/n)",
+           stats, CONFIG_BOOL)},
+    {ENTRY("TRANSPORT", "ucx", "transport backend: ucx (verbs is not built yet)",
+           transport, CONFIG_ENUM), .choices = transport_choices},
+    {ENTRY("THREADS", "1", "threads per node, the main thread included (ftsvm-run --threads)",
+           threads, CONFIG_UINT), .min = 1, .max = 1024},
+    {ENTRY("BOOT_TIMEOUT", "30", "seconds to wait for every node at start-up before failing",
+           boot_timeout, CONFIG_SECONDS)},
+    {ENTRY("SPIN_US", "50", "microseconds the protocol thread polls after activity "
+           "before it sleeps", spin_us, CONFIG_UINT), .min = 0, .max = 1000000},
+    {ENTRY("KEEPALIVE", "0.01", "seconds between transport keepalives; bounds peer-death "
+           "detection over shared memory (sets UCX_KEEPALIVE_INTERVAL unless that is set)",
+           keepalive, CONFIG_SECONDS)},
+    {ENTRY("NODE", "-1", "this node's id (set by ftsvm-run)", node, CONFIG_INT),
+     .min = -1, .max = 65535},
+    {ENTRY("NODES", "-1", "number of nodes in the job (set by ftsvm-run)", nodes, CONFIG_INT),
+     .min = -1, .max = 65536},
+    {ENTRY("RDV", "", "host:port of the job's rendezvous (set by ftsvm-run)", rdv,
+           CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->rdv)},
+    {ENTRY("JOB_KEY", "", "the job's rendezvous key (set by ftsvm-run; never printed)",
+           job_key, CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->job_key)},
+};
+
+#define CONFIG_COUNT (sizeof(config_table) / sizeof(config_table[0]))
+
+static const config_entry_t *config_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < CONFIG_COUNT; i++) {
+        if (strcmp(config_table[i].name, name) == 0) {
+            return &config_table[i];
+        }
+    }
+    return NULL;
+}
+
+static int config_parse(const config_entry_t *entry, const char *value, void *field)
+{
+    char *end;
+    size_t i, len;
+
+    switch (entry->type) {
+    case CONFIG_BOOL:
+        if (!strcasecmp(value, "y") || !strcasecmp(value, "yes") ||
+            !strcasecmp(value, "1") || !strcasecmp(value, "on") ||
+            !strcasecmp(value, "true")) {
+            *(int *)field = 1;
+            return FTSVM_OK;
+        }
+        if (!strcasecmp(value, "n") || !strcasecmp(value, "no") ||
+            !strcasecmp(value, "0") || !strcasecmp(value, "off") ||
+            !strcasecmp(value, "false")) {
+            *(int *)field = 0;
+            return FTSVM_OK;
+        }
+        ftsvm_error("FTSVM_%s: '%s' is not a boolean (use y or n)", entry->name, value);
+        return FTSVM_EINVAL;
+    case CONFIG_UINT:
+    case CONFIG_INT: {
+        long long v;
+
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0') {
+            ftsvm_error("FTSVM_%s: '%s' is not an integer", entry->name, value);
+            return FTSVM_EINVAL;
+        }
+        if (v < entry->min || v > entry->max) {
+            ftsvm_error("FTSVM_%s: %lld is out of range [%lld, %lld]", entry->name, v,
+                        entry->min, entry->max);
+            return FTSVM_EINVAL;
+        }
+        if (entry->type == CONFIG_UINT) {
+            *(unsigned *)field = (unsigned)v;
+        } else {
+            *(int *)field = (int)v;
+        }
+        return FTSVM_OK;
+    }
+    case CONFIG_SECONDS: {
+        double v, scale = 1.0;
+
+        errno = 0;
+        v = strtod(value, &end);
+        if (errno != 0 || end == value) {
+            ftsvm_error("FTSVM_%s: '%s' is not a duration (e.g. 2.5, 100ms, 50us)",
+                        entry->name, value);
+            return FTSVM_EINVAL;
+        }
+        if (!strcmp(end, "") || !strcmp(end, "s")) {
+            scale = 1.0;
+        } else if (!strcmp(end, "ms")) {
+            scale = 1e-3;
+        } else if (!strcmp(end, "us")) {
+            scale = 1e-6;
+        } else {
+            ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use s, ms or us)",
+                        entry->name, value);
+            return FTSVM_EINVAL;
+        }
+        if (!isfinite(v) || v <= 0.0 || v * scale > 1e6) {
+            ftsvm_error("FTSVM_%s: %s must be above 0 and at most 1000000 s",
+                        entry->name, value);
+            return FTSVM_EINVAL;
+        }
+        *(double *)field = v * scale;
+        return FTSVM_OK;
+    }
+    case CONFIG_ENUM:
+        for (i = 0; entry->choices[i] != NULL; i++) {
+            if (!strcasecmp(value, entry->choices[i])) {
+                *(int *)field = (int)i;
+                return FTSVM_OK;
+            }
+        }
+        ftsvm_error("FTSVM_%s: '%s' is not one of the allowed values (see ftsvm-info -c)",
+                    entry->name, value);
+        return FTSVM_EINVAL;
+    case CONFIG_STRING:
+        len = strlen(value);
+        if (len >= entry->size) {
+            ftsvm_error("FTSVM_%s: value is %zu characters, at most %zu allowed",
+                        entry->name, len, entry->size - 1);
+            return FTSVM_EINVAL;
+        }
+        memcpy(field, value, len + 1);
+        return FTSVM_OK;
+    }
+    return FTSVM_EINVAL;
+}
+
+int ftsvm_config_set(ftsvm_config_t *config, const char *name, const char *value)
+{
+    const config_entry_t *entry = config_find(name);
+
+    if (entry == NULL) {
+        ftsvm_error("FTSVM_%s: unknown configuration variable", name);
+        return FTSVM_EINVAL;
+    }
+    return config_parse(entry, value, (char *)config + entry->offset);
+}
+
+static void config_warn_unknown(void)
+{
+    char name[128];
+    const char *eq;
+    char **env;
+    size_t len;
+
+    for (env = environ; env != NULL && *env != NULL; env++) {
+        if (strncmp(*env, "FTSVM_", 6) != 0) {
+            continue;
+        }
+        eq = strchr(*env, '=');
+        len = (eq != NULL) ? (size_t)(eq - *env) : strlen(*env);
+        if (len - 6 >= sizeof(name)) {
+            ftsvm_warn("ignoring an unknown FTSVM_ variable with a very long name");
+            continue;
+        }
+        memcpy(name, *env + 6, len - 6);
+        name[len - 6] = '\0';
+        if (config_find(name) == NULL) {
+            ftsvm_warn("unknown variable FTSVM_%s ignored (ftsvm-info -c lists the known ones)",
+                       name);
+        }
+    }
+}
+
+int ftsvm_config_load(ftsvm_config_t *config_p)
+{
+    ftsvm_config_t config;
+    const char *value;
+    char envname[64];
+    size_t i;
+    int status, failed = 0;
+
+    memset(&config, 0, sizeof(config));
+    for (i = 0; i < CONFIG_COUNT; i++) {
+        status = config_parse(&config_table[i], config_table[i].dflt,
+                              (char *)&config + config_table[i].offset);
+        if (status != FTSVM_OK) {
+            return status;  /* a bad default is a bug; config_parse logged it */
+        }
+    }
+    for (i = 0; i < CONFIG_COUNT; i++) {
+        snprintf(envname, sizeof(envname), "FTSVM_%s", config_table[i].name);
+        value = getenv(envname);
+        if (value == NULL) {
+            continue;
+        }
+        /* every bad value is reported, not only the first */
+        if (config_parse(&config_table[i], value,
+                         (char *)&config + config_table[i].offset) != FTSVM_OK) {
+            failed = 1;
+        }
+    }
+    config_warn_unknown();
+    if (failed) {
+        return FTSVM_EINVAL;
+    }
+    *config_p = config;
+    return FTSVM_OK;
+}
+
+void ftsvm_config_print(const ftsvm_config_t *config, FILE *out)
+{
+    const config_entry_t *entry;
+    const void *field;
+    size_t i;
+
+    for (i = 0; i < CONFIG_COUNT; i++) {
+        entry = &config_table[i];
+        field = (const char *)config + entry->offset;
+        fprintf(out, "# %s (default: %s)\n", entry->doc,
+                entry->dflt[0] ? entry->dflt : "empty");
+        fprintf(out, "FTSVM_%s=", entry->name);
+        switch (entry->type) {
+        case CONFIG_BOOL:
+            fprintf(out, "%s\n", *(const int *)field ? "y" : "n");
+            break;
+        case CONFIG_UINT:
+            fprintf(out, "%u\n", *(const unsigned *)field);
+            break;
+        case CONFIG_INT:
+            fprintf(out, "%d\n", *(const int *)field);
+            break;
+        case CONFIG_SECONDS:
+            fprintf(out, "%g\n", *(const double *)field);
+            break;
+        case CONFIG_ENUM:
+            fprintf(out, "%s\n", entry->choices[*(const int *)field]);
+            break;
+        case CONFIG_STRING:
+            if (strcmp(entry->name, "JOB_KEY") == 0 && *(const char *)field) {
+                fprintf(out, "(hidden)\n");
+            } else {
+                fprintf(out, "%s\n", (const char *)field);
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/* Configuration: one table of FTSVM_* variables, parsed once. Each entry has
+ * a name, a default, a one-line doc, a type and an offset into
+ * ftsvm_config_t; `ftsvm-info -c` prints them all. */
+#ifndef FTSVM_CONFIG_H
+#define FTSVM_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum {
+    FTSVM_TRANSPORT_UCX,
+    FTSVM_TRANSPORT_VERBS,
+} ftsvm_transport_t;
+
+typedef struct ftsvm_config {
+    int      log_level;        /* ftsvm_log_level_t */
+    int      stats;            /* bool */
+    int      transport;        /* ftsvm_transport_t */
+    unsigned threads;          /* threads per node, main thread included */
+    double   boot_timeout;     /* seconds */
+    unsigned spin_us;          /* protocol thread spin before it sleeps */
+    double   keepalive;        /* seconds, UCX keepalive (peer death over shm) */
+    /* set by ftsvm-run for each node */
+    int      node;             /* -1: not set */
+    int      nodes;            /* -1: not set */
+    char     rdv[128];         /* host:port of the launcher's rendezvous */
+    char     job_key[72];      /* per-job secret for the rendezvous */
+} ftsvm_config_t;
+
+/* Fill *config from the defaults and the FTSVM_* environment. Unknown FTSVM_*
+ * names are warned about; a bad value is logged with its variable name and
+ * FTSVM_EINVAL returned (config untouched). */
+int ftsvm_config_load(ftsvm_config_t *config);
+
+/* Parse one value of entry `name` (without the FTSVM_ prefix) into *config.
+ * Exposed for tests. */
+int ftsvm_config_set(ftsvm_config_t *config, const char *name, const char *value);
+
+/* Every entry: "FTSVM_NAME=value" and its doc, value as in *config. */
+void ftsvm_config_print(const ftsvm_config_t *config, FILE *out);
+
+#endif

@@ -1,0 +1,241 @@
+/* ftsvm_init / ftsvm_finalize and the node and thread identity calls of the
+ * public API (DESIGN.md section 9). */
+#include "runtime.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "ftsvm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ftsvm_runtime_t runtime;
+static _Atomic int runtime_state;   /* 0 down, 1 starting, 2 up, 3 stopping */
+
+/* Threads of this node: slot 0 is the main thread, slots 1..T-1 are taken
+ * by ftsvm_thread_create and given back when the thread returns. */
+static pthread_mutex_t thread_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *thread_slots;
+static __thread int thread_slot = -1;
+
+ftsvm_runtime_t *ftsvm_runtime(void)
+{
+    return atomic_load(&runtime_state) == 2 ? &runtime : NULL;
+}
+
+int runtime_exchange(void *arg, const void *mine, size_t len, void *all)
+{
+    return bootstrap_allgather(arg, mine, len, all, NULL);
+}
+
+int ftsvm_init(int *argc, char ***argv)
+{
+    rdma_params_t params = {0};
+    int expected = 0, status;
+
+    (void)argc;
+    (void)argv;
+    if (!atomic_compare_exchange_strong(&runtime_state, &expected, 1)) {
+        ftsvm_error("ftsvm_init called twice");
+        return FTSVM_ESTATE;
+    }
+    status = ftsvm_config_load(&runtime.config);
+    if (status != FTSVM_OK) {
+        goto err_state;   /* the bad variable was logged */
+    }
+    ftsvm_log_level = (ftsvm_log_level_t)runtime.config.log_level;
+    ftsvm_log_set_node(runtime.config.node);
+    if (runtime.config.transport != FTSVM_TRANSPORT_UCX) {
+        ftsvm_error("FTSVM_TRANSPORT=verbs: the verbs backend is not built yet, use ucx");
+        status = FTSVM_ENOSYS;
+        goto err_state;
+    }
+    status = bootstrap_create(&runtime.config, &runtime.boot);
+    if (status != FTSVM_OK) {
+        goto err_state;
+    }
+    runtime.config.node  = runtime.boot->node;
+    runtime.config.nodes = runtime.boot->nodes;
+    ftsvm_log_set_node(runtime.config.node);
+
+    thread_slots = calloc(runtime.config.threads, 1);
+    if (thread_slots == NULL) {
+        ftsvm_error("cannot allocate the thread table");
+        status = FTSVM_ENOMEM;
+        goto err_boot;
+    }
+    thread_slots[0] = 1;
+    thread_slot     = 0;
+
+    params.node         = runtime.config.node;
+    params.nodes        = runtime.config.nodes;
+    params.spin_us      = runtime.config.spin_us;
+    params.keepalive    = runtime.config.keepalive;
+    params.exchange     = runtime_exchange;
+    params.exchange_arg = runtime.boot;
+    status = rdma_create(&params, &runtime.rdma);
+    if (status != FTSVM_OK) {
+        goto err_threads;
+    }
+    /* every node has its transport up before anyone sends */
+    status = bootstrap_barrier(runtime.boot);
+    if (status != FTSVM_OK) {
+        goto err_rdma;
+    }
+    ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node)", runtime.config.node,
+               runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads);
+    atomic_store(&runtime_state, 2);
+    return FTSVM_OK;
+
+err_rdma:
+    rdma_destroy(runtime.rdma);
+    runtime.rdma = NULL;
+err_threads:
+    free(thread_slots);
+    thread_slots = NULL;
+err_boot:
+    bootstrap_destroy(runtime.boot);
+    runtime.boot = NULL;
+err_state:
+    atomic_store(&runtime_state, 0);
+    return status;
+}
+
+int ftsvm_finalize(void)
+{
+    int expected = 2, status;
+
+    if (!atomic_compare_exchange_strong(&runtime_state, &expected, 3)) {
+        ftsvm_error("ftsvm_finalize without a successful ftsvm_init");
+        return FTSVM_ESTATE;
+    }
+    /* peers close their endpoints from here on: not news, not failures */
+    rdma_quiesce(runtime.rdma);
+    status = rdma_flush(runtime.rdma, RDMA_ALL_PEERS);
+    if (status == FTSVM_EPEER) {
+        status = FTSVM_OK;   /* failed peers were reported when they failed */
+    }
+    /* nobody destroys its memory while a peer may still access it */
+    if (bootstrap_barrier(runtime.boot) != FTSVM_OK && status == FTSVM_OK) {
+        status = FTSVM_EBOOT;
+    }
+    if (runtime.config.stats) {
+        stats_print();
+    }
+    rdma_destroy(runtime.rdma);
+    bootstrap_destroy(runtime.boot);
+    free(thread_slots);
+    thread_slots = NULL;
+    memset(&runtime, 0, sizeof(runtime));
+    atomic_store(&runtime_state, 0);
+    return status;
+}
+
+int ftsvm_node(void)
+{
+    return ftsvm_runtime() ? runtime.config.node : FTSVM_ESTATE;
+}
+
+int ftsvm_nodes(void)
+{
+    return ftsvm_runtime() ? runtime.config.nodes : FTSVM_ESTATE;
+}
+
+int ftsvm_alive(int node)
+{
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    if (node < 0 || node >= runtime.config.nodes) {
+        return FTSVM_ERANGE;
+    }
+    return rdma_peer_alive(runtime.rdma, node);
+}
+
+int ftsvm_threads(void)
+{
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    return runtime.config.nodes * (int)runtime.config.threads;
+}
+
+int ftsvm_thread_id(void)
+{
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    if (thread_slot < 0) {
+        return FTSVM_ESTATE;   /* not a thread ftsvm knows */
+    }
+    return runtime.config.node * (int)runtime.config.threads + thread_slot;
+}
+
+typedef struct thread_start {
+    void *(*fn)(void *);
+    void  *arg;
+    int    slot;
+} thread_start_t;
+
+static void *thread_trampoline(void *arg)
+{
+    thread_start_t start = *(thread_start_t *)arg;
+    void *ret;
+
+    free(arg);
+    thread_slot = start.slot;
+    ret = start.fn(start.arg);
+    pthread_mutex_lock(&thread_lock);
+    if (thread_slots != NULL) {
+        thread_slots[start.slot] = 0;
+    }
+    pthread_mutex_unlock(&thread_lock);
+    return ret;
+}
+
+int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    thread_start_t *start;
+    unsigned slot;
+    int ret;
+
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    if (t == NULL || fn == NULL) {
+        return FTSVM_EINVAL;
+    }
+    start = malloc(sizeof(*start));
+    if (start == NULL) {
+        return FTSVM_ENOMEM;
+    }
+    pthread_mutex_lock(&thread_lock);
+    for (slot = 1; slot < runtime.config.threads && thread_slots[slot]; slot++) {
+    }
+    if (slot >= runtime.config.threads) {
+        pthread_mutex_unlock(&thread_lock);
+        free(start);
+        ftsvm_error("ftsvm_thread_create: this node already runs %u threads "
+                    "(raise ftsvm-run --threads / FTSVM_THREADS)", runtime.config.threads);
+        return FTSVM_ERANGE;
+    }
+    thread_slots[slot] = 1;
+    pthread_mutex_unlock(&thread_lock);
+    start->fn   = fn;
+    start->arg  = arg;
+    start->slot = (int)slot;
+    ret = pthread_create(t, NULL, thread_trampoline, start);
+    if (ret != 0) {
+        errno = ret;
+        ftsvm_error("ftsvm_thread_create: pthread_create failed: %m");
+        pthread_mutex_lock(&thread_lock);
+        thread_slots[slot] = 0;
+        pthread_mutex_unlock(&thread_lock);
+        free(start);
+        return FTSVM_ESYS;
+    }
+    return FTSVM_OK;
+}

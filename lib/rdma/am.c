@@ -1,0 +1,237 @@
+/*
+ * Active messages and peer-failure events.
+ *
+ * Every ftsvm message travels as one UCX active message (id RDMA_UCX_AM_ID)
+ * whose header is rdma_am_hdr_t. The UCX callback, which may fire on any
+ * thread that progresses the worker, validates the message and queues a
+ * copy; the protocol thread runs the handler (progress.c). A message that
+ * does not parse — wrong header size, unknown version or type, sender id out
+ * of range, length not what the header says or outside the type's bounds —
+ * is rejected, logged and counted; it never reaches a handler.
+ */
+#include "rdma_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* log the first rejections in full, then one in every 1000 */
+static int rdma_am_should_log(rdma_ctx_t *ctx)
+{
+    uint64_t rejected = stats_read(&ctx->stats, RDMA_STAT_AM_REJECTED);
+
+    return rejected <= 10 || rejected % 1000 == 0;
+}
+
+#define rdma_am_reject(_ctx, ...)                     \
+    do {                                              \
+        stats_add(&(_ctx)->stats, RDMA_STAT_AM_REJECTED, 1); \
+        if (rdma_am_should_log(_ctx)) {               \
+            ftsvm_warn(__VA_ARGS__);                  \
+        }                                             \
+    } while (0)
+
+static ucs_status_t rdma_am_receive(void *arg, const void *header, size_t header_length,
+                                    void *data, size_t length,
+                                    const ucp_am_recv_param_t *param)
+{
+    rdma_ctx_t *ctx = arg;
+    const rdma_am_slot_t *slot;
+    rdma_am_hdr_t hdr;
+    rdma_event_t *event;
+
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+        /* ftsvm sends eager only: a rendezvous message is not ours */
+        rdma_am_reject(ctx, "rejected a message of %zu bytes sent by rendezvous", length);
+        return UCS_OK;
+    }
+    if (header_length != sizeof(hdr)) {
+        rdma_am_reject(ctx, "rejected a message with a %zu-byte header (expected %zu)",
+                       header_length, sizeof(hdr));
+        return UCS_OK;
+    }
+    memcpy(&hdr, header, sizeof(hdr));
+    if (hdr.version != RDMA_AM_VERSION) {
+        rdma_am_reject(ctx, "rejected a message of version %u (expected %u)", hdr.version,
+                       RDMA_AM_VERSION);
+        return UCS_OK;
+    }
+    if (hdr.src >= (uint32_t)ctx->nodes) {
+        rdma_am_reject(ctx, "rejected a message from node %u (job of %d nodes)", hdr.src,
+                       ctx->nodes);
+        return UCS_OK;
+    }
+    if (hdr.type >= RDMA_AM_TYPES || ctx->am[hdr.type].handler == NULL) {
+        rdma_am_reject(ctx, "rejected a message of unknown type %u from node %u", hdr.type,
+                       hdr.src);
+        return UCS_OK;
+    }
+    slot = &ctx->am[hdr.type];
+    if (hdr.len != length || length < slot->min_len || length > slot->max_len) {
+        rdma_am_reject(ctx, "rejected a message of type %u from node %u: %zu bytes "
+                       "(header says %u, allowed %zu..%zu)", hdr.type, hdr.src, length,
+                       hdr.len, slot->min_len, slot->max_len);
+        return UCS_OK;
+    }
+    event = malloc(sizeof(*event) + length);
+    if (event == NULL) {
+        rdma_am_reject(ctx, "dropped a message of type %u from node %u: out of memory",
+                       hdr.type, hdr.src);
+        return UCS_OK;
+    }
+    event->kind = RDMA_EVENT_AM;
+    event->src  = (int)hdr.src;
+    event->type = hdr.type;
+    event->len  = length;
+    memcpy(event->payload, data, length);
+    stats_add(&ctx->stats, RDMA_STAT_AM_RECEIVED, 1);
+    rdma_queue_push(ctx, event);
+    return UCS_OK;
+}
+
+int rdma_am_init(rdma_ctx_t *ctx)
+{
+    static const char *const names[RDMA_STAT_COUNT] = {
+        [RDMA_STAT_PUTS] = "puts",                 [RDMA_STAT_PUT_BYTES] = "put_bytes",
+        [RDMA_STAT_GETS] = "gets",                 [RDMA_STAT_GET_BYTES] = "get_bytes",
+        [RDMA_STAT_ATOMICS] = "atomics",           [RDMA_STAT_FENCES] = "fences",
+        [RDMA_STAT_FLUSHES] = "flushes",           [RDMA_STAT_AM_SENT] = "am_sent",
+        [RDMA_STAT_AM_RECEIVED] = "am_received",   [RDMA_STAT_AM_REJECTED] = "am_rejected",
+        [RDMA_STAT_PEER_FAILURES] = "peer_failures", [RDMA_STAT_SLEEPS] = "sleeps",
+    };
+
+    memcpy(ctx->stats.names, names, sizeof(names));
+    return FTSVM_OK;
+}
+
+/* Registers the one UCX handler that carries every type; rdma_create calls
+ * it before any peer knows our address, so no message can find it missing. */
+int rdma_am_listen(rdma_ctx_t *ctx)
+{
+    ucp_am_handler_param_t param = {0};
+    ucs_status_t status;
+
+    param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                       UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    param.id    = RDMA_UCX_AM_ID;
+    param.flags = UCP_AM_FLAG_WHOLE_MSG;
+    param.cb    = rdma_am_receive;
+    param.arg   = ctx;
+    status = ucp_worker_set_am_recv_handler(ctx->worker, &param);
+    if (status != UCS_OK) {
+        ftsvm_error("cannot register the active-message handler: %s",
+                    ucs_status_string(status));
+        return FTSVM_ETRANSPORT;
+    }
+    return FTSVM_OK;
+}
+
+int rdma_am_register(rdma_ctx_t *ctx, unsigned type, size_t min_len, size_t max_len,
+                     rdma_am_handler_t handler, void *arg)
+{
+    if (type >= RDMA_AM_TYPES || handler == NULL || min_len > max_len ||
+        max_len > RDMA_AM_MAX_PAYLOAD) {
+        ftsvm_error("rdma_am_register: bad type %u or bounds %zu..%zu", type, min_len,
+                    max_len);
+        return FTSVM_EINVAL;
+    }
+    if (ctx->am[type].handler != NULL) {
+        ftsvm_error("rdma_am_register: type %u is already registered", type);
+        return FTSVM_EINVAL;
+    }
+    ctx->am[type].min_len = min_len;
+    ctx->am[type].max_len = max_len;
+    ctx->am[type].arg     = arg;
+    ctx->am[type].handler = handler;
+    return FTSVM_OK;
+}
+
+void rdma_am_dispatch(rdma_ctx_t *ctx, rdma_event_t *event)
+{
+    const rdma_am_slot_t *slot = &ctx->am[event->type];
+
+    slot->handler(slot->arg, event->src, event->payload, event->len);
+}
+
+int rdma_am_send_raw(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
+                     const void *payload, size_t len)
+{
+    ucp_request_param_t param = {0};
+
+    if (peer < 0 || peer >= ctx->nodes) {
+        ftsvm_error("message to node %d out of range (job of %d nodes)", peer, ctx->nodes);
+        return FTSVM_ERANGE;
+    }
+    if (atomic_load(&ctx->peers[peer].failed)) {
+        return FTSVM_EPEER;
+    }
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags        = UCP_AM_SEND_FLAG_EAGER;
+    stats_add(&ctx->stats, RDMA_STAT_AM_SENT, 1);
+    return rdma_progress_wait(ctx, ucp_am_send_nbx(ctx->peers[peer].ep, RDMA_UCX_AM_ID, hdr,
+                                                   hdr_len, payload, len, &param),
+                              "message", peer);
+}
+
+int rdma_am_send(rdma_ctx_t *ctx, int peer, unsigned type, const void *payload, size_t len)
+{
+    rdma_am_hdr_t hdr = {
+        .type = (uint16_t)type, .version = RDMA_AM_VERSION,
+        .src = (uint32_t)ctx->node, .len = (uint32_t)len,
+    };
+
+    if (type >= RDMA_AM_TYPES || len > RDMA_AM_MAX_PAYLOAD) {
+        ftsvm_error("rdma_am_send: bad type %u or length %zu", type, len);
+        return FTSVM_EINVAL;
+    }
+    return rdma_am_send_raw(ctx, peer, &hdr, sizeof(hdr), payload, len);
+}
+
+/* ---- peer failure ------------------------------------------------------- */
+
+void rdma_peer_failed(rdma_ctx_t *ctx, int peer, ucs_status_t status)
+{
+    rdma_event_t *event;
+
+    if (atomic_exchange(&ctx->peers[peer].failed, 1)) {
+        return;
+    }
+    stats_add(&ctx->stats, RDMA_STAT_PEER_FAILURES, 1);
+    if (atomic_load(&ctx->quiescing)) {
+        ftsvm_debug("node %d closed its connection: %s", peer, ucs_status_string(status));
+        return;
+    }
+    ftsvm_info("transport reports node %d failed: %s", peer, ucs_status_string(status));
+    event = calloc(1, sizeof(*event));
+    if (event == NULL) {
+        ftsvm_error("cannot queue the failure of node %d: out of memory", peer);
+        return;
+    }
+    event->kind = RDMA_EVENT_PEER_FAILED;
+    event->src  = peer;
+    rdma_queue_push(ctx, event);
+}
+
+void rdma_failure_dispatch(rdma_ctx_t *ctx, int peer)
+{
+    int i, n = atomic_load(&ctx->nfailure_cbs);
+
+    for (i = 0; i < n; i++) {
+        ctx->failure_cbs[i].cb(ctx->failure_cbs[i].arg, peer);
+    }
+}
+
+int rdma_on_peer_failure(rdma_ctx_t *ctx, rdma_peer_failed_t cb, void *arg)
+{
+    int n = atomic_load(&ctx->nfailure_cbs);
+
+    if (cb == NULL || n >= RDMA_MAX_FAILURE_CBS) {
+        ftsvm_error("rdma_on_peer_failure: no room for another callback");
+        return FTSVM_EINVAL;
+    }
+    ctx->failure_cbs[n].cb  = cb;
+    ctx->failure_cbs[n].arg = arg;
+    atomic_store(&ctx->nfailure_cbs, n + 1);
+    return FTSVM_OK;
+}

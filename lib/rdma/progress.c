@@ -1,0 +1,223 @@
+/*
+ * The protocol thread: it drives the worker (over TCP a target answers
+ * one-sided operations only while its worker is progressed), runs the
+ * handlers of active messages and the peer-failure callbacks.
+ *
+ * It must not burn a core while idle (2-core machines run several nodes):
+ * after the last activity it polls for FTSVM_SPIN_US, then arms the worker and
+ * sleeps in ppoll on the worker's event fd and a wake-up eventfd. The sleep is
+ * bounded by the keepalive interval, because UCX runs keepalive rounds (how a
+ * dead peer is noticed over shared memory) only from worker progress.
+ *
+ * An application thread that waits for one of its own requests progresses
+ * the worker itself; while any does (ctx->waiters > 0), the protocol thread
+ * does not progress and does not spin, so that the two do not contend for
+ * the worker lock and a core. Callbacks that fire on an application thread
+ * only queue their event; the protocol thread runs the handler.
+ */
+#include "rdma_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* how long the protocol thread sleeps while application threads progress */
+#define RDMA_WAITER_NAP_NS 200000
+
+static __thread int on_progress_thread;
+
+int rdma_on_progress_thread(void)
+{
+    return on_progress_thread;
+}
+
+static void rdma_wake(rdma_ctx_t *ctx)
+{
+    uint64_t one = 1;
+
+    if (write(ctx->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        ftsvm_warn("cannot wake the protocol thread: %m");
+    }
+}
+
+void rdma_queue_push(rdma_ctx_t *ctx, rdma_event_t *event)
+{
+    event->next = NULL;
+    pthread_mutex_lock(&ctx->queue_lock);
+    *ctx->queue_tail = event;
+    ctx->queue_tail  = &event->next;
+    pthread_mutex_unlock(&ctx->queue_lock);
+    if (!on_progress_thread) {
+        rdma_wake(ctx);
+    }
+}
+
+unsigned rdma_queue_dispatch(rdma_ctx_t *ctx)
+{
+    rdma_event_t *event;
+    unsigned count = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&ctx->queue_lock);
+        event = ctx->queue_head;
+        if (event != NULL) {
+            ctx->queue_head = event->next;
+            if (ctx->queue_head == NULL) {
+                ctx->queue_tail = &ctx->queue_head;
+            }
+        }
+        pthread_mutex_unlock(&ctx->queue_lock);
+        if (event == NULL) {
+            return count;
+        }
+        if (event->kind == RDMA_EVENT_AM) {
+            rdma_am_dispatch(ctx, event);
+        } else {
+            rdma_failure_dispatch(ctx, event->src);
+        }
+        free(event);
+        count++;
+    }
+}
+
+static void rdma_drain_wake_fd(rdma_ctx_t *ctx)
+{
+    uint64_t value;
+
+    while (read(ctx->wake_fd, &value, sizeof(value)) > 0) {
+    }
+}
+
+static void rdma_sleep(rdma_ctx_t *ctx, int with_worker, uint64_t timeout_ns)
+{
+    struct pollfd fds[2] = {
+        { .fd = ctx->wake_fd, .events = POLLIN },
+        { .fd = ctx->efd,     .events = POLLIN },
+    };
+    struct timespec timeout = {
+        .tv_sec  = (time_t)(timeout_ns / 1000000000ull),
+        .tv_nsec = (long)(timeout_ns % 1000000000ull),
+    };
+
+    if (ppoll(fds, with_worker ? 2 : 1, &timeout, NULL) < 0 && errno != EINTR) {
+        ftsvm_warn("protocol thread: ppoll failed: %m");
+    }
+    if (fds[0].revents & POLLIN) {
+        rdma_drain_wake_fd(ctx);
+    }
+}
+
+static void *rdma_progress_main(void *arg)
+{
+    rdma_ctx_t *ctx = arg;
+    uint64_t last_active = clock_now_ns();
+    uint64_t idle_ns = (uint64_t)ctx->idle_timeout_ms * 1000000ull;
+    unsigned work;
+    ucs_status_t status;
+
+    on_progress_thread = 1;
+    while (!atomic_load_explicit(&ctx->stop, memory_order_acquire)) {
+        work = 0;
+        if (atomic_load_explicit(&ctx->waiters, memory_order_acquire) == 0) {
+            work = ucp_worker_progress(ctx->worker);
+        }
+        work += rdma_queue_dispatch(ctx);
+        if (work != 0) {
+            last_active = clock_now_ns();
+            continue;
+        }
+        if (atomic_load_explicit(&ctx->waiters, memory_order_acquire) != 0) {
+            /* an application thread is progressing: stand aside */
+            rdma_sleep(ctx, 0, RDMA_WAITER_NAP_NS);
+            continue;
+        }
+        if (clock_now_ns() - last_active < ctx->spin_ns) {
+            /* on a loaded machine a woken application thread may be waiting
+             * for this core: give it up while there is nothing to do */
+            sched_yield();
+            continue;
+        }
+        status = ucp_worker_arm(ctx->worker);
+        if (status == UCS_ERR_BUSY) {
+            continue;   /* events arrived meanwhile: progress them */
+        }
+        if (status != UCS_OK) {
+            ftsvm_warn("protocol thread: ucp_worker_arm failed: %s",
+                       ucs_status_string(status));
+        }
+        stats_add(&ctx->stats, RDMA_STAT_SLEEPS, 1);
+        rdma_sleep(ctx, 1, idle_ns);
+        last_active = clock_now_ns();
+    }
+    return NULL;
+}
+
+int rdma_progress_start(rdma_ctx_t *ctx)
+{
+    int ret;
+
+    ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ctx->wake_fd < 0) {
+        ftsvm_error("eventfd failed: %m");
+        return FTSVM_ESYS;
+    }
+    ret = pthread_create(&ctx->thread, NULL, rdma_progress_main, ctx);
+    if (ret != 0) {
+        errno = ret;
+        ftsvm_error("cannot start the protocol thread: %m");
+        return FTSVM_ESYS;
+    }
+    ctx->thread_started = 1;
+    return FTSVM_OK;
+}
+
+void rdma_progress_stop(rdma_ctx_t *ctx)
+{
+    if (!ctx->thread_started) {
+        return;
+    }
+    atomic_store_explicit(&ctx->stop, 1, memory_order_release);
+    rdma_wake(ctx);
+    pthread_join(ctx->thread, NULL);
+    ctx->thread_started = 0;
+}
+
+/* Wait for a request posted by this thread. Application threads progress the
+ * worker themselves (the protocol thread stands aside meanwhile); the
+ * protocol thread, when a handler waits, progresses inline. */
+int rdma_progress_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *what, int peer)
+{
+    ucs_status_t status;
+    int ret;
+
+    if (request == NULL) {
+        return FTSVM_OK;
+    }
+    if (UCS_PTR_IS_ERR(request)) {
+        status = UCS_PTR_STATUS(request);
+    } else {
+        if (!on_progress_thread) {
+            atomic_fetch_add_explicit(&ctx->waiters, 1, memory_order_acq_rel);
+        }
+        while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
+            ucp_worker_progress(ctx->worker);
+        }
+        if (!on_progress_thread) {
+            atomic_fetch_sub_explicit(&ctx->waiters, 1, memory_order_acq_rel);
+        }
+        ucp_request_free(request);
+    }
+    ret = rdma_status_from_ucs(status);
+    if (ret == FTSVM_EPEER) {
+        ftsvm_debug("%s to node %d failed: %s", what, peer, ucs_status_string(status));
+    } else if (ret != FTSVM_OK) {
+        ftsvm_error("%s to node %d failed: %s", what, peer, ucs_status_string(status));
+    }
+    return ret;
+}
