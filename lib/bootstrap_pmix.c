@@ -31,6 +31,13 @@ static int pmix_fence_all(bootstrap_pmix_t *pmix, bool collect)
     PMIX_INFO_LOAD(&info, PMIX_COLLECT_DATA, &collect, PMIX_BOOL);
     rc = PMIx_Fence(&all, 1, &info, 1);
     PMIX_INFO_DESTRUCT(&info);
+    if (rc == PMIX_ERR_PARTIAL_SUCCESS) {
+        /* Seen with Open MPI 4.1 when a rank that already left this fence
+         * exits before the server released the others: every rank arrived,
+         * and a contribution that is really missing fails its PMIx_Get. */
+        ftsvm_debug("PMIx_Fence: partial success (a rank has already exited)");
+        rc = PMIX_SUCCESS;
+    }
     if (rc != PMIX_SUCCESS) {
         ftsvm_error("PMIx_Fence failed: %s", PMIx_Error_string(rc));
         return FTSVM_EBOOT;

@@ -1,0 +1,118 @@
+/* Run a command (ftsvm-run, mpirun, a tool) from a Criterion test: capture
+ * its stdout and stderr together, bound it in time, report how it ended.
+ * The command runs in its own process group, which is killed on timeout;
+ * ftsvm-run's nodes die with it (they are started with PDEATHSIG). */
+#ifndef FTSVM_TEST_RUN_UTIL_H
+#define FTSVM_TEST_RUN_UTIL_H
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct run_result {
+    int    exited;        /* 1: exit code in code; 0: killed, signal in code */
+    int    code;
+    int    timed_out;
+    double seconds;
+    char  *output;        /* stdout and stderr, interleaved */
+} run_result_t;
+
+static inline double run_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* argv is NULL-terminated; env is a NULL-terminated list of "NAME=value"
+ * (or "NAME=" to unset) applied on top of this environment. */
+static inline run_result_t run_cmd(char *const argv[], char *const env[], double timeout)
+{
+    run_result_t r = { 0 };
+    size_t len = 0, cap = 65536;
+    int pipefd[2], status, i;
+    double start = run_now();
+    pid_t pid;
+
+    r.output = malloc(cap);
+    if (r.output == NULL || pipe(pipefd) != 0) {
+        r.code = -1;
+        return r;
+    }
+    pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        for (i = 0; env != NULL && env[i] != NULL; i++) {
+            char *eq = strchr(env[i], '='), name[128];
+
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
+            if (eq[1] == '\0') {
+                unsetenv(name);
+            } else {
+                setenv(name, eq + 1, 1);
+            }
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    for (;;) {
+        struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+        double left = timeout - (run_now() - start);
+        ssize_t n;
+
+        if (left <= 0 && !r.timed_out) {
+            r.timed_out = 1;
+            kill(-pid, SIGKILL);
+        }
+        if (poll(&pfd, 1, left > 0 ? (int)(left * 1000) + 1 : 100) <= 0) {
+            continue;
+        }
+        if (len + 4096 > cap) {
+            cap *= 2;
+            r.output = realloc(r.output, cap);
+        }
+        n = read(pipefd[0], r.output + len, cap - len - 1);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(pipefd[0]);
+    r.output[len] = '\0';
+    waitpid(pid, &status, 0);
+    r.seconds = run_now() - start;
+    if (WIFEXITED(status)) {
+        r.exited = 1;
+        r.code   = WEXITSTATUS(status);
+    } else {
+        r.code = WTERMSIG(status);
+    }
+    return r;
+}
+
+/* number of times `needle` occurs in `haystack` */
+static inline int run_count(const char *haystack, const char *needle)
+{
+    int n = 0;
+
+    while ((haystack = strstr(haystack, needle)) != NULL) {
+        n++;
+        haystack += strlen(needle);
+    }
+    return n;
+}
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * Transport semantics between real node processes started by ftsvm-run,
+ * over shared memory and over TCP (UCX_TLS), through rma_node.
+ */
+#include "run_util.h"
+
+#include <criterion/criterion.h>
+
+static run_result_t rma(const char *tls, const char *nodes, const char *check)
+{
+    char tls_env[64];
+    char *const argv[] = { FTSVM_RUN, "-n", (char *)nodes, "--timeout", "100",
+                           NODE_DIR "/rma_node", (char *)check, NULL };
+    char *const env[] = { tls_env, NULL };
+    run_result_t r;
+
+    snprintf(tls_env, sizeof(tls_env), "UCX_TLS=%s", tls);
+    r = run_cmd(argv, env, 110);
+    cr_log_info("%s", r.output);
+    return r;
+}
+
+static void expect_all_pass(run_result_t r, int nodes, const char *check)
+{
+    char line[64];
+    int node;
+
+    cr_assert(!r.timed_out, "%s timed out", check);
+    cr_assert(r.exited && r.code == 0, "ftsvm-run exit %d:\n%s", r.code, r.output);
+    for (node = 0; node < nodes; node++) {
+        snprintf(line, sizeof(line), "[%d] node %d: %s passed", node, node, check);
+        cr_assert(strstr(r.output, line) != NULL, "missing '%s':\n%s", line, r.output);
+    }
+}
+
+#define TRANSPORT_TESTS(_name, _tls)                                                   \
+    Test(transport_##_name, put_get_results_match, .timeout = 120) {                  \
+        expect_all_pass(rma(_tls, "3", "putget"), 3, "putget");                        \
+    }                                                                                  \
+    Test(transport_##_name, atomics_from_all_nodes_sum_exactly, .timeout = 120) {     \
+        expect_all_pass(rma(_tls, "4", "atomics"), 4, "atomics");                      \
+    }                                                                                  \
+    Test(transport_##_name, data_then_flag_never_seen_out_of_order, .timeout = 120) { \
+        expect_all_pass(rma(_tls, "2", "ordering"), 2, "ordering");                    \
+    }                                                                                  \
+    Test(transport_##_name, active_message_round_trip, .timeout = 120) {              \
+        expect_all_pass(rma(_tls, "3", "am"), 3, "am");                                \
+    }                                                                                  \
+    Test(transport_##_name, malformed_messages_rejected_and_counted, .timeout = 120) {\
+        run_result_t r = rma(_tls, "2", "reject");                                     \
+        expect_all_pass(r, 2, "reject");                                               \
+        cr_assert(run_count(r.output, "rejected 8 malformed messages and lives") == 2, \
+                  "%s", r.output);                                                     \
+    }                                                                                  \
+    Test(transport_##_name, sigkilled_peer_reported_by_failure_callback, .timeout = 120) { \
+        run_result_t r = rma(_tls, "3", "death");                                      \
+        cr_assert(!r.timed_out);                                                       \
+        /* the victim killed itself (not injected): the job exits 128+9 */            \
+        cr_assert(r.exited && r.code == 137, "exit %d:\n%s", r.code, r.output);         \
+        cr_assert(strstr(r.output, "node 0: exit 0 | node 1: exit 0 | node 2: signal 9") \
+                  != NULL, "%s", r.output);                                            \
+        cr_assert(strstr(r.output, "[0] node 0: failure of node 2 reported") != NULL,  \
+                  "%s", r.output);                                                     \
+        cr_assert(strstr(r.output, "[1] node 1: failure of node 2 reported") != NULL,  \
+                  "%s", r.output);                                                     \
+    }
+
+TRANSPORT_TESTS(shm, "sm,self")
+TRANSPORT_TESTS(tcp, "tcp")

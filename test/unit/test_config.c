@@ -1,0 +1,99 @@
+/* The FTSVM_* configuration table: defaults, parsing of each type, and a
+ * clear refusal of every bad value. */
+#include "config.h"
+#include "ftsvm.h"
+
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdlib.h>
+
+static ftsvm_config_t defaults(void)
+{
+    ftsvm_config_t config;
+
+    cr_assert_eq(ftsvm_config_load(&config), FTSVM_OK);
+    return config;
+}
+
+Test(config, defaults_hold_without_environment) {
+    ftsvm_config_t c = defaults();
+
+    cr_assert_eq(c.log_level, 1);          /* warn */
+    cr_assert_eq(c.stats, 0);
+    cr_assert_eq(c.transport, FTSVM_TRANSPORT_UCX);
+    cr_assert_eq(c.threads, 1);
+    cr_assert_float_eq(c.boot_timeout, 30.0, 1e-9);
+    cr_assert_float_eq(c.keepalive, 0.01, 1e-9);
+    cr_assert_eq(c.node, -1);
+    cr_assert_str_empty(c.rdv);
+}
+
+Test(config, each_type_parses_its_accepted_forms) {
+    ftsvm_config_t c = defaults();
+
+    cr_assert_eq(ftsvm_config_set(&c, "STATS", "yes"), FTSVM_OK);
+    cr_assert_eq(c.stats, 1);
+    cr_assert_eq(ftsvm_config_set(&c, "STATS", "OFF"), FTSVM_OK);
+    cr_assert_eq(c.stats, 0);
+    cr_assert_eq(ftsvm_config_set(&c, "THREADS", "16"), FTSVM_OK);
+    cr_assert_eq(c.threads, 16);
+    cr_assert_eq(ftsvm_config_set(&c, "BOOT_TIMEOUT", "250ms"), FTSVM_OK);
+    cr_assert_float_eq(c.boot_timeout, 0.25, 1e-12);
+    cr_assert_eq(ftsvm_config_set(&c, "KEEPALIVE", "500us"), FTSVM_OK);
+    cr_assert_float_eq(c.keepalive, 0.0005, 1e-12);
+    cr_assert_eq(ftsvm_config_set(&c, "BOOT_TIMEOUT", "2.5s"), FTSVM_OK);
+    cr_assert_float_eq(c.boot_timeout, 2.5, 1e-12);
+    cr_assert_eq(ftsvm_config_set(&c, "LOG_LEVEL", "DEBUG"), FTSVM_OK);
+    cr_assert_eq(c.log_level, 3);
+    cr_assert_eq(ftsvm_config_set(&c, "RDV", "127.0.0.1:4000"), FTSVM_OK);
+    cr_assert_str_eq(c.rdv, "127.0.0.1:4000");
+}
+
+Test(config, bad_values_are_refused_and_leave_the_field, .init = cr_redirect_stderr) {
+    static const char *const bad[][2] = {
+        {"STATS", "maybe"}, {"THREADS", "0"}, {"THREADS", "1025"}, {"THREADS", "4x"},
+        {"THREADS", ""}, {"THREADS", "99999999999999999999"}, {"BOOT_TIMEOUT", "-1"},
+        {"BOOT_TIMEOUT", "0"}, {"BOOT_TIMEOUT", "10 min"}, {"BOOT_TIMEOUT", "nan"},
+        {"BOOT_TIMEOUT", "inf"}, {"LOG_LEVEL", "loud"}, {"TRANSPORT", "carrier-pigeon"},
+        {"NODE", "-2"}, {"SPIN_US", "1e3"},
+    };
+    ftsvm_config_t c = defaults(), before;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        before = c;
+        cr_assert_eq(ftsvm_config_set(&c, bad[i][0], bad[i][1]), FTSVM_EINVAL,
+                     "FTSVM_%s=%s accepted", bad[i][0], bad[i][1]);
+        cr_assert(memcmp(&before, &c, sizeof(c)) == 0, "FTSVM_%s changed", bad[i][0]);
+    }
+    cr_assert_eq(ftsvm_config_set(&c, "NO_SUCH_THING", "1"), FTSVM_EINVAL);
+}
+
+Test(config, overlong_string_is_refused) {
+    ftsvm_config_t c = defaults();
+    char long_value[300];
+
+    memset(long_value, 'a', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = '\0';
+    cr_assert_eq(ftsvm_config_set(&c, "RDV", long_value), FTSVM_EINVAL);
+}
+
+Test(config, load_reports_every_bad_variable, .init = cr_redirect_stderr) {
+    ftsvm_config_t c;
+
+    setenv("FTSVM_THREADS", "zero", 1);
+    setenv("FTSVM_LOG_LEVEL", "loud", 1);
+    cr_assert_eq(ftsvm_config_load(&c), FTSVM_EINVAL);
+    fflush(stderr);
+    cr_assert_stderr_neq_str("");
+}
+
+Test(config, load_reads_the_environment) {
+    ftsvm_config_t c;
+
+    setenv("FTSVM_THREADS", "4", 1);
+    setenv("FTSVM_STATS", "y", 1);
+    cr_assert_eq(ftsvm_config_load(&c), FTSVM_OK);
+    cr_assert_eq(c.threads, 4);
+    cr_assert_eq(c.stats, 1);
+}
