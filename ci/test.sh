@@ -9,14 +9,24 @@ ci/deps.sh
 # mpirun refuses root unless told; CI and containers run as root
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# ctest closes with "N% tests passed, F tests failed out of T"
+count() { sed -n 's/.* \([0-9]*\) tests failed out of \([0-9]*\)$/\1 \2/p' "$log" | tail -1; }
+
 echo "== build"
 ci/build.sh build
 echo "== tests"
-(cd build && ctest --output-on-failure)
+(cd build && ctest --output-on-failure) 2>&1 | tee "$log"
+read -r failed1 total1 < <(count)
 
 echo "== sanitizer build"
 ci/build.sh build-asan -DFTSVM_SANITIZE=ON
 echo "== unit and transport tests under ASan + UBSan"
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-(cd build-asan && ctest --output-on-failure -L 'unit|transport')
+(cd build-asan && ctest --output-on-failure -L 'unit|transport') 2>&1 | tee "$log"
+read -r failed2 total2 < <(count)
+
+failed=$((failed1 + failed2))
+echo "ctest: $((total1 + total2 - failed)) passed, $failed failed"

@@ -34,6 +34,25 @@ Test(api, stats_are_printed_at_finalize_when_asked, .timeout = 60) {
     cr_assert(strstr(r.output, "[1] ftsvm[1] info: stats rdma: puts") != NULL, "%s", r.output);
 }
 
+/* 2-core machines run several nodes: an idle node's protocol thread must
+ * sleep, not poll. A polling one would use ~1000 ms of CPU per second. */
+Test(api, idle_node_does_not_burn_a_core, .timeout = 60) {
+    char *const argv[] = { FTSVM_RUN, "-n", "3", NODE_DIR "/api_node", "idle", NULL };
+    run_result_t r = run_cmd(argv, NULL, 50);
+    const char *p = r.output;
+    int node, found = 0;
+    double ms;
+
+    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
+    while ((p = strstr(p, ": idle cpu ")) != NULL) {
+        cr_assert_eq(sscanf(p - 1, "%d: idle cpu %lf", &node, &ms), 2, "%s", r.output);
+        cr_assert(ms < 250, "node %d used %.0f ms of CPU per idle second", node, ms);
+        found++;
+        p++;
+    }
+    cr_assert_eq(found, 3, "%s", r.output);
+}
+
 Test(api, calls_before_init_fail_with_a_state_error) {
     cr_assert_eq(ftsvm_node(), FTSVM_ESTATE);
     cr_assert_eq(ftsvm_nodes(), FTSVM_ESTATE);

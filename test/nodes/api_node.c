@@ -11,6 +11,8 @@
  *   early N    node N exits with code 3 before ftsvm_init
  *   intruder   node 0 first connects to the rendezvous with a wrong key and
  *              must be turned away, then starts normally
+ *   idle       after start-up, sleep 1 s and print the CPU the whole node
+ *              process used meanwhile (protocol thread included)
  */
 #include "ftsvm.h"
 
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FAIL 10
@@ -74,6 +77,22 @@ static void check_ids(void)
     expect(ftsvm_thread_create(NULL, worker, NULL) == FTSVM_EINVAL, "NULL thread");
     expect(ftsvm_init(NULL, NULL) == FTSVM_ESTATE, "second ftsvm_init");
     printf("node %d of %d: ids ok\n", node, nodes);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void check_idle(void)
+{
+    double before = cpu_seconds();
+
+    sleep(1);
+    printf("node %d: idle cpu %.0f ms per s\n", ftsvm_node(), (cpu_seconds() - before) * 1e3);
 }
 
 static void check_pending(void)
@@ -144,6 +163,8 @@ int main(int argc, char **argv)
         check_ids();
     } else if (!strcmp(mode, "pending")) {
         check_pending();
+    } else if (!strcmp(mode, "idle")) {
+        check_idle();
     }
     status = ftsvm_finalize();
     expect(status == FTSVM_OK, "ftsvm_finalize: %s", ftsvm_strerror(status));

@@ -9,8 +9,9 @@
  *              sees a flag ahead of its data
  *   am         message round trip with every node, handlers on the protocol thread
  *   reject     malformed messages are rejected and counted, never handled
- *   death      the last node SIGKILLs itself; the others hear of it through
- *              the failure callback (prints the detection time)
+ *   death      the last node SIGKILLs itself (or, with RMA_NODE_AWAIT_KILL
+ *              set, waits for ftsvm-run --kill); the others hear of it
+ *              through the failure callback (prints the detection time)
  *
  * Exit 0 when the property holds, NODE_FAIL_EXIT with a message otherwise.
  */
@@ -323,6 +324,9 @@ static void check_death(rdma_ctx_t *ctx)
     node_ok(rdma_on_peer_failure(ctx, on_failure, NULL));
     node_barrier();
     if (node == victim) {
+        if (getenv("RMA_NODE_AWAIT_KILL") != NULL) {
+            sleep(60);   /* ftsvm-run --kill ends us */
+        }
         raise(SIGKILL);
     }
     /* the kill happens right after the barrier: time from here */
