@@ -858,6 +858,18 @@ static int rdv_listen(rdv_server_t *server, const char *addr)
     return FTSVM_OK;
 }
 
+/* The server's tables and the server itself (not its sockets). */
+static void rdv_server_free(rdv_server_t *server)
+{
+    free(server->contributed);
+    free(server->absent);
+    free(server->joined);
+    free(server->node_conn);
+    free(server->polled);
+    free(server->conns);
+    free(server);
+}
+
 int rdv_server_create(const char *addr, int nodes, const char *key, double boot_timeout,
                       rdv_server_t **server_p)
 {
@@ -905,13 +917,7 @@ int rdv_server_create(const char *addr, int nodes, const char *key, double boot_
     return FTSVM_OK;
 
 err_free:
-    free(server->contributed);
-    free(server->absent);
-    free(server->joined);
-    free(server->node_conn);
-    free(server->polled);
-    free(server->conns);
-    free(server);
+    rdv_server_free(server);
     return status;
 }
 
@@ -928,13 +934,7 @@ void rdv_server_destroy(rdv_server_t *server)
     rdv_sweep(server);
     rdv_blob_unref(server->gathered);
     close(server->listen_fd);
-    free(server->contributed);
-    free(server->absent);
-    free(server->joined);
-    free(server->node_conn);
-    free(server->polled);
-    free(server->conns);
-    free(server);
+    rdv_server_free(server);
 }
 
 const char *rdv_server_address(const rdv_server_t *server)
