@@ -10,6 +10,7 @@ PACKAGES=(
   libibverbs-dev librdmacm-dev  # rdma-core, for the verbs backend
   libpmix-dev openmpi-bin       # PMIx start-up; mpirun for the PMIx tests
   libcriterion-dev              # tests
+  clang-14 libclang-rt-14-dev   # libFuzzer target of the diff decoder
   iproute2                      # ip netns, for multi-address tests
 )
 
