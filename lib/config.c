@@ -17,6 +17,7 @@ typedef enum {
     CONFIG_UINT,
     CONFIG_INT,
     CONFIG_SECONDS,
+    CONFIG_SIZE,
     CONFIG_ENUM,
     CONFIG_STRING,
 } config_type_t;
@@ -58,6 +59,12 @@ static const config_entry_t config_table[] = {
     {ENTRY("KEEPALIVE", "0.01", "seconds between transport keepalives; bounds peer-death "
            "detection over shared memory (sets UCX_KEEPALIVE_INTERVAL unless that is set)",
            keepalive, CONFIG_SECONDS)},
+    {ENTRY("SHARED_SIZE", "256M", "bytes of the shared region (K, M, G suffixes; a multiple "
+           "of 4K)", shared_size, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 40},
+    {ENTRY("HOME_BLOCK", "1", "consecutive pages that have the same home node",
+           home_block, CONFIG_UINT), .min = 1, .max = 65536},
+    {ENTRY("NOTICE_LOG", "1M", "bytes of each writer's write-notice ring at every node",
+           notice_log, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 32},
     {ENTRY("NODE", "-1", "this node's id (set by ftsvm-run)", node, CONFIG_INT),
      .min = -1, .max = 65535},
     {ENTRY("NODES", "-1", "number of nodes in the job (set by ftsvm-run)", nodes, CONFIG_INT),
@@ -152,6 +159,36 @@ static int config_parse(const config_entry_t *entry, const char *value, void *fi
             return FTSVM_EINVAL;
         }
         *(double *)field = v * scale;
+        return FTSVM_OK;
+    }
+    case CONFIG_SIZE: {
+        unsigned long long v, scale = 1;
+
+        errno = 0;
+        v = strtoull(value, &end, 10);
+        if (errno != 0 || end == value || value[0] == '-') {
+            ftsvm_error("FTSVM_%s: '%s' is not a size (e.g. 4096, 64K, 256M, 2G)",
+                        entry->name, value);
+            return FTSVM_EINVAL;
+        }
+        if (!strcasecmp(end, "k")) {
+            scale = 1ull << 10;
+        } else if (!strcasecmp(end, "m")) {
+            scale = 1ull << 20;
+        } else if (!strcasecmp(end, "g")) {
+            scale = 1ull << 30;
+        } else if (*end != '\0') {
+            ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use K, M or G)", entry->name,
+                        value);
+            return FTSVM_EINVAL;
+        }
+        if (v > (unsigned long long)entry->max / scale || v * scale < (unsigned long long)entry->min ||
+            (v * scale) % 4096 != 0) {
+            ftsvm_error("FTSVM_%s: %s must be a multiple of 4K within [%lld, %lld] bytes",
+                        entry->name, value, entry->min, entry->max);
+            return FTSVM_EINVAL;
+        }
+        *(size_t *)field = (size_t)(v * scale);
         return FTSVM_OK;
     }
     case CONFIG_ENUM:
@@ -274,6 +311,9 @@ void ftsvm_config_print(const ftsvm_config_t *config, FILE *out)
             break;
         case CONFIG_SECONDS:
             fprintf(out, "%g\n", *(const double *)field);
+            break;
+        case CONFIG_SIZE:
+            fprintf(out, "%zu\n", *(const size_t *)field);
             break;
         case CONFIG_ENUM:
             fprintf(out, "%s\n", entry->choices[*(const int *)field]);

@@ -20,6 +20,9 @@ typedef struct ftsvm_config {
     double   boot_timeout;     /* seconds */
     unsigned spin_us;          /* protocol thread spin before it sleeps */
     double   keepalive;        /* seconds, UCX keepalive (peer death over shm) */
+    size_t   shared_size;      /* bytes of the shared region */
+    unsigned home_block;       /* consecutive pages with the same home */
+    size_t   notice_log;       /* bytes of each writer's write-notice ring */
     /* set by ftsvm-run for each node */
     int      node;             /* -1: not set */
     int      nodes;            /* -1: not set */

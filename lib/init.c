@@ -1,5 +1,7 @@
-/* ftsvm_init / ftsvm_finalize and the node and thread identity calls of the
- * public API (DESIGN.md section 9). */
+/* The runtime of a node, started in steps by ftsvm_init (lib/api.c):
+ * runtime_boot (configuration, bootstrap, thread table), runtime_connect
+ * (the transport, with the regions the modules above asked for),
+ * runtime_up; and the node and thread identity calls of the public API. */
 #include "runtime.h"
 #include "common/log.h"
 #include "common/stats.h"
@@ -19,6 +21,8 @@ static _Atomic int runtime_state;   /* 0 down, 1 starting, 2 up, 3 stopping */
  * by ftsvm_thread_create and given back when the thread returns. */
 static pthread_mutex_t thread_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *thread_slots;
+static unsigned threads_running;          /* registered threads that have not returned */
+static void (*thread_exit_cb)(void);      /* barrier: a thread left */
 static __thread int thread_slot = -1;
 
 ftsvm_runtime_t *ftsvm_runtime(void)
@@ -31,13 +35,10 @@ int runtime_exchange(void *arg, const void *mine, size_t len, void *all)
     return bootstrap_allgather(arg, mine, len, all, NULL);
 }
 
-int ftsvm_init(int *argc, char ***argv)
+int runtime_boot(void)
 {
-    rdma_params_t params = {0};
     int expected = 0, status;
 
-    (void)argc;
-    (void)argv;
     if (!atomic_compare_exchange_strong(&runtime_state, &expected, 1)) {
         ftsvm_error("ftsvm_init called twice");
         return FTSVM_ESTATE;
@@ -67,35 +68,11 @@ int ftsvm_init(int *argc, char ***argv)
         status = FTSVM_ENOMEM;
         goto err_boot;
     }
-    thread_slots[0] = 1;
-    thread_slot     = 0;
-
-    params.node         = runtime.config.node;
-    params.nodes        = runtime.config.nodes;
-    params.spin_us      = runtime.config.spin_us;
-    params.keepalive    = runtime.config.keepalive;
-    params.exchange     = runtime_exchange;
-    params.exchange_arg = runtime.boot;
-    status = rdma_create(&params, &runtime.rdma);
-    if (status != FTSVM_OK) {
-        goto err_threads;
-    }
-    /* every node has its transport up before anyone sends */
-    status = bootstrap_barrier(runtime.boot);
-    if (status != FTSVM_OK) {
-        goto err_rdma;
-    }
-    ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node)", runtime.config.node,
-               runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads);
-    atomic_store(&runtime_state, 2);
+    thread_slots[0]   = 1;
+    thread_slot       = 0;
+    threads_running   = 1;
     return FTSVM_OK;
 
-err_rdma:
-    rdma_destroy(runtime.rdma);
-    runtime.rdma = NULL;
-err_threads:
-    free(thread_slots);
-    thread_slots = NULL;
 err_boot:
     bootstrap_destroy(runtime.boot);
     runtime.boot = NULL;
@@ -104,14 +81,62 @@ err_state:
     return status;
 }
 
-int ftsvm_finalize(void)
+const ftsvm_runtime_t *runtime_booting(void)
 {
-    int expected = 2, status;
+    return atomic_load(&runtime_state) == 1 ? &runtime : NULL;
+}
+
+int runtime_connect(size_t nregions, const size_t *region_sizes)
+{
+    rdma_params_t params = {0};
+
+    params.node         = runtime.config.node;
+    params.nodes        = runtime.config.nodes;
+    params.spin_us      = runtime.config.spin_us;
+    params.keepalive    = runtime.config.keepalive;
+    params.nregions     = nregions;
+    params.region_sizes = region_sizes;
+    params.exchange     = runtime_exchange;
+    params.exchange_arg = runtime.boot;
+    return rdma_create(&params, &runtime.rdma);
+}
+
+void runtime_up(void)
+{
+    ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node)", runtime.config.node,
+               runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads);
+    atomic_store(&runtime_state, 2);
+}
+
+void runtime_abort(void)
+{
+    if (runtime.rdma != NULL) {
+        rdma_destroy(runtime.rdma);
+    }
+    if (runtime.boot != NULL) {
+        bootstrap_destroy(runtime.boot);
+    }
+    free(thread_slots);
+    thread_slots = NULL;
+    memset(&runtime, 0, sizeof(runtime));
+    atomic_store(&runtime_state, 0);
+}
+
+int runtime_begin_shutdown(void)
+{
+    int expected = 2;
 
     if (!atomic_compare_exchange_strong(&runtime_state, &expected, 3)) {
         ftsvm_error("ftsvm_finalize without a successful ftsvm_init");
         return FTSVM_ESTATE;
     }
+    return FTSVM_OK;
+}
+
+int runtime_shutdown(void)
+{
+    int status;
+
     /* peers close their endpoints from here on: not news, not failures */
     rdma_quiesce(runtime.rdma);
     status = rdma_flush(runtime.rdma, RDMA_ALL_PEERS);
@@ -122,16 +147,23 @@ int ftsvm_finalize(void)
     if (bootstrap_barrier(runtime.boot) != FTSVM_OK && status == FTSVM_OK) {
         status = FTSVM_EBOOT;
     }
-    if (runtime.config.stats) {
-        stats_print();
-    }
-    rdma_destroy(runtime.rdma);
-    bootstrap_destroy(runtime.boot);
-    free(thread_slots);
-    thread_slots = NULL;
-    memset(&runtime, 0, sizeof(runtime));
-    atomic_store(&runtime_state, 0);
+    runtime_abort();
     return status;
+}
+
+unsigned runtime_threads_running(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&thread_lock);
+    n = threads_running;
+    pthread_mutex_unlock(&thread_lock);
+    return n;
+}
+
+void runtime_on_thread_exit(void (*cb)(void))
+{
+    thread_exit_cb = cb;
 }
 
 int ftsvm_node(void)
@@ -191,8 +223,12 @@ static void *thread_trampoline(void *arg)
     pthread_mutex_lock(&thread_lock);
     if (thread_slots != NULL) {
         thread_slots[start.slot] = 0;
+        threads_running--;
     }
     pthread_mutex_unlock(&thread_lock);
+    if (thread_exit_cb != NULL) {
+        thread_exit_cb();
+    }
     return ret;
 }
 
@@ -223,6 +259,7 @@ int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
         return FTSVM_ERANGE;
     }
     thread_slots[slot] = 1;
+    threads_running++;
     pthread_mutex_unlock(&thread_lock);
     start->fn   = fn;
     start->arg  = arg;
@@ -233,6 +270,7 @@ int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
         ftsvm_error("ftsvm_thread_create: pthread_create failed: %m");
         pthread_mutex_lock(&thread_lock);
         thread_slots[slot] = 0;
+        threads_running--;
         pthread_mutex_unlock(&thread_lock);
         free(start);
         return FTSVM_ESYS;

@@ -19,4 +19,23 @@ ftsvm_runtime_t *ftsvm_runtime(void);
 /* rdma_exchange_fn_t over the bootstrap (arg: bootstrap_t *). */
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
 
+/* Start-up in steps (lib/api.c drives them): boot reads the configuration
+ * and meets the other nodes; while booting, runtime_booting() gives the
+ * configuration with node and nodes known; connect creates the transport
+ * with the modules' regions; up makes ftsvm_runtime() non-NULL. */
+int  runtime_boot(void);
+const ftsvm_runtime_t *runtime_booting(void);
+int  runtime_connect(size_t nregions, const size_t *region_sizes);
+void runtime_up(void);
+void runtime_abort(void);
+/* Shutdown: begin (refuses a second finalize), then the upper modules stop,
+ * then runtime_shutdown flushes, meets the other nodes and tears down. */
+int  runtime_begin_shutdown(void);
+int  runtime_shutdown(void);
+
+/* Registered threads of this node that have not returned (the barrier
+ * waits for these), and a callback run when one returns. */
+unsigned runtime_threads_running(void);
+void     runtime_on_thread_exit(void (*cb)(void));
+
 #endif

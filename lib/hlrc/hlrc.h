@@ -1,7 +1,35 @@
-/* lib/hlrc: pages, access faults, twins, diffs, intervals, write notices,
- * vector timestamps, acquire/release, barriers, shared allocation
- * (DESIGN.md sections 3 and 4). Not built yet: the public entry points fail
- * with FTSVM_ENOSYS (lib/api_pending.c) until this module lands. */
+/*
+ * lib/hlrc: home-based lazy release consistency (DESIGN.md sections 3, 4):
+ * pages, access faults, twins, diffs, intervals, write notices, vector
+ * timestamps, acquire/release, barriers and shared allocation.
+ */
 #ifndef FTSVM_HLRC_H
 #define FTSVM_HLRC_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Transport regions the module needs, known once the job size is. */
+#define HLRC_NREGIONS 4
+int  hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_NREGIONS]);
+
+/* After the transport is up with those regions as regions 0..3. */
+int  hlrc_init(void);
+void hlrc_fini(void);
+
+void *hlrc_alloc(size_t bytes);
+void *hlrc_malloc(size_t bytes);
+int   hlrc_free(void *p);
+int   hlrc_barrier(void);
+
+/* For the locks: close the node's interval and propagate its diffs (returns
+ * when every earlier interval of the node is at the homes); merge a lock's
+ * vector timestamp into the node's, invalidating what it makes stale; copy
+ * the node's vector timestamp (nodes entries). */
+int  hlrc_release(void);
+int  hlrc_acquire(const uint64_t *vt);
+void hlrc_vt_copy(uint64_t *vt);
+
 #endif

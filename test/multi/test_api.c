@@ -16,7 +16,7 @@ Test(api, node_and_thread_identity_across_nodes, .timeout = 60) {
     cr_assert_eq(run_count(r.output, ": ids ok"), 3, "%s", r.output);
 }
 
-Test(api, parts_not_built_yet_fail_with_enosys, .timeout = 60) {
+Test(api, ftsvm_for_not_built_yet_fails_with_enosys, .timeout = 60) {
     char *const argv[] = { FTSVM_RUN, "-n", "2", NODE_DIR "/api_node", "pending", NULL };
     run_result_t r = run_cmd(argv, NULL, 50);
 
@@ -32,6 +32,10 @@ Test(api, stats_are_printed_at_finalize_when_asked, .timeout = 60) {
     cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
     cr_assert(strstr(r.output, "[0] ftsvm[0] info: stats rdma: puts") != NULL, "%s", r.output);
     cr_assert(strstr(r.output, "[1] ftsvm[1] info: stats rdma: puts") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "[1] ftsvm[1] info: stats hlrc: read_faults") != NULL, "%s",
+              r.output);
+    cr_assert(strstr(r.output, "[1] ftsvm[1] info: stats locks: remote_acquires") != NULL, "%s",
+              r.output);
 }
 
 /* 2-core machines run several nodes: an idle node's protocol thread must
@@ -60,6 +64,12 @@ Test(api, calls_before_init_fail_with_a_state_error) {
     cr_assert_eq(ftsvm_thread_id(), FTSVM_ESTATE);
     cr_assert_eq(ftsvm_alive(0), FTSVM_ESTATE);
     cr_assert_eq(ftsvm_finalize(), FTSVM_ESTATE);
+    cr_assert_null(ftsvm_alloc(64));
+    cr_assert_null(ftsvm_malloc(64));
+    cr_assert_eq(ftsvm_lock_acquire(0), FTSVM_ESTATE);
+    cr_assert_eq(ftsvm_lock_release(0), FTSVM_ESTATE);
+    cr_assert_eq(ftsvm_barrier(), FTSVM_ESTATE);
+    ftsvm_free((void *)16);   /* logged, no crash */
 }
 
 Test(api, init_without_a_launcher_fails_with_a_boot_error) {

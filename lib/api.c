@@ -1,0 +1,142 @@
+/*
+ * The public API (include/ftsvm.h, DESIGN.md section 9) over the modules:
+ * start-up and shutdown in order, and the entry points of shared memory,
+ * locks and barriers. The node and thread identity calls live in init.c.
+ */
+#include "common/log.h"
+#include "common/stats.h"
+#include "ftsvm.h"
+#include "hlrc/hlrc.h"
+#include "locks/locks.h"
+#include "runtime.h"
+
+#include <errno.h>
+
+int ftsvm_init(int *argc, char ***argv)
+{
+    size_t sizes[HLRC_NREGIONS];
+    const ftsvm_runtime_t *rt;
+    int status;
+
+    (void)argc;
+    (void)argv;
+    status = runtime_boot();
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    rt = runtime_booting();
+    status = hlrc_region_sizes(&rt->config, rt->config.nodes, sizes);
+    if (status == FTSVM_OK) {
+        status = runtime_connect(HLRC_NREGIONS, sizes);
+    }
+    if (status != FTSVM_OK) {
+        goto err_runtime;
+    }
+    status = hlrc_init();
+    if (status != FTSVM_OK) {
+        goto err_runtime;
+    }
+    status = locks_init();
+    if (status != FTSVM_OK) {
+        goto err_hlrc;
+    }
+    /* every node's handlers and regions are in place before anyone sends */
+    status = bootstrap_barrier(rt->boot);
+    if (status != FTSVM_OK) {
+        goto err_locks;
+    }
+    runtime_up();
+    return FTSVM_OK;
+
+err_locks:
+    locks_fini();
+err_hlrc:
+    hlrc_fini();
+err_runtime:
+    runtime_abort();
+    return status;
+}
+
+int ftsvm_finalize(void)
+{
+    ftsvm_runtime_t *rt = ftsvm_runtime();
+    int status, ret;
+
+    if (rt == NULL) {
+        ftsvm_error("ftsvm_finalize without a successful ftsvm_init");
+        return FTSVM_ESTATE;
+    }
+    /* what this node wrote reaches the homes; then nobody sends us protocol
+     * messages any more, and the modules may go */
+    status = hlrc_release();
+    ret = bootstrap_barrier(rt->boot);
+    if (status == FTSVM_OK) {
+        status = ret;
+    }
+    ret = runtime_begin_shutdown();
+    if (ret != FTSVM_OK) {
+        return ret;
+    }
+    if (rt->config.stats) {
+        stats_print();   /* while every module's counters are registered */
+    }
+    locks_fini();
+    hlrc_fini();
+    ret = runtime_shutdown();
+    return (status == FTSVM_OK) ? ret : status;
+}
+
+void *ftsvm_alloc(size_t bytes)
+{
+    if (ftsvm_runtime() == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    return hlrc_alloc(bytes);
+}
+
+void *ftsvm_malloc(size_t bytes)
+{
+    if (ftsvm_runtime() == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    return hlrc_malloc(bytes);
+}
+
+void ftsvm_free(void *p)
+{
+    if (ftsvm_runtime() == NULL) {
+        if (p != NULL) {
+            ftsvm_error("ftsvm_free before ftsvm_init");
+        }
+        return;
+    }
+    hlrc_free(p);
+}
+
+int ftsvm_lock_acquire(unsigned lock)
+{
+    return ftsvm_runtime() ? locks_acquire(lock) : FTSVM_ESTATE;
+}
+
+int ftsvm_lock_release(unsigned lock)
+{
+    return ftsvm_runtime() ? locks_release(lock) : FTSVM_ESTATE;
+}
+
+int ftsvm_barrier(void)
+{
+    return ftsvm_runtime() ? hlrc_barrier() : FTSVM_ESTATE;
+}
+
+int ftsvm_for(size_t n, size_t chunk, void (*fn)(size_t, size_t, void *), void *arg)
+{
+    (void)n;
+    (void)chunk;
+    (void)fn;
+    (void)arg;
+    ftsvm_error("ftsvm_for is not implemented in this version (it comes with the failure "
+                "issue)");
+    return FTSVM_ENOSYS;
+}

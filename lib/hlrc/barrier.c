@@ -1,0 +1,144 @@
+/*
+ * Barrier (DESIGN.md section 4): over every registered thread of every live
+ * node. The threads of a node gather first; the last to arrive does the
+ * node's part:
+ *   release; write (vt, then epoch e) into every live node's barrier slot for
+ *   this node, with a fence between so that a slot showing e shows its vt;
+ *   wait until every live node's slot here shows e; merge the vts; acquire.
+ * A node can be at most one barrier ahead of another (it waits for everyone
+ * at each), so a slot read for e shows e or e+1, and a vt of e+1 only
+ * invalidates more, which is safe.
+ *
+ * A thread that returns while the others wait is no longer waited for
+ * (hlrc_thread_left wakes them to count again).
+ */
+#include "hlrc_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t *slot_here(int writer)
+{
+    return (uint64_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_BARRIER) +
+           (size_t)writer * (1u + (size_t)hlrc.nodes);
+}
+
+static int barrier_node(uint64_t epoch)
+{
+    size_t words = 1u + (size_t)hlrc.nodes;
+    uint64_t offset = (uint64_t)hlrc.node * words * 8u, *slot, *merged;
+    int node, status, waiting;
+
+    status = hlrc_release();
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    merged = calloc(words, sizeof(uint64_t));
+    if (merged == NULL) {
+        return FTSVM_ENOMEM;
+    }
+    hlrc_vt_copy(merged + 1);
+    merged[0] = epoch;
+    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+        if (node == hlrc.node) {
+            slot = slot_here(node);
+            memcpy(slot + 1, merged + 1, (size_t)hlrc.nodes * 8u);
+            __atomic_store_n(slot, epoch, __ATOMIC_RELEASE);
+        } else if (rdma_peer_alive(hlrc.rdma, node)) {
+            status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset + 8u, merged + 1,
+                              (size_t)hlrc.nodes * 8u);
+        }
+    }
+    /* vt before epoch at every node */
+    if (status == FTSVM_OK) {
+        status = rdma_fence(hlrc.rdma);
+    }
+    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+        if (node != hlrc.node && rdma_peer_alive(hlrc.rdma, node)) {
+            status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset, &epoch, 8);
+        }
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    do {
+        waiting = 0;
+        for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+            if (rdma_peer_alive(hlrc.rdma, node) &&
+                __atomic_load_n(slot_here(node), __ATOMIC_ACQUIRE) < epoch) {
+                waiting = 1;
+                break;
+            }
+        }
+        if (waiting) {
+            sched_yield();
+        }
+    } while (waiting && status == FTSVM_OK);
+    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+        int j;
+
+        if (node == hlrc.node || !rdma_peer_alive(hlrc.rdma, node)) {
+            continue;
+        }
+        slot = slot_here(node);
+        for (j = 0; j < hlrc.nodes; j++) {
+            uint64_t v = __atomic_load_n(&slot[1 + j], __ATOMIC_RELAXED);
+
+            if (v > merged[1 + j]) {
+                merged[1 + j] = v;
+            }
+        }
+    }
+    if (status == FTSVM_OK) {
+        status = hlrc_acquire(merged + 1);
+    }
+    free(merged);
+    stats_add(&hlrc.stats, HLRC_STAT_BARRIERS, 1);
+    return status;
+}
+
+int hlrc_barrier(void)
+{
+    uint64_t epoch;
+    int status;
+
+    pthread_mutex_lock(&hlrc.bar_lock);
+    epoch = hlrc.bar_epoch;
+    hlrc.bar_arrived++;
+    while (hlrc.bar_epoch == epoch) {
+        if (!hlrc.bar_leader && hlrc.bar_arrived >= runtime_threads_running()) {
+            hlrc.bar_leader = 1;
+            pthread_mutex_unlock(&hlrc.bar_lock);
+            status = barrier_node(epoch + 1);
+            pthread_mutex_lock(&hlrc.bar_lock);
+            hlrc.bar_status  = status;
+            hlrc.bar_arrived = 0;
+            hlrc.bar_leader  = 0;
+            hlrc.bar_epoch++;
+            pthread_cond_broadcast(&hlrc.bar_cond);
+            break;
+        }
+        pthread_cond_wait(&hlrc.bar_cond, &hlrc.bar_lock);
+    }
+    status = hlrc.bar_status;
+    pthread_mutex_unlock(&hlrc.bar_lock);
+    return status;
+}
+
+void hlrc_thread_left(void)
+{
+    pthread_mutex_lock(&hlrc.bar_lock);
+    pthread_cond_broadcast(&hlrc.bar_cond);
+    pthread_mutex_unlock(&hlrc.bar_lock);
+}
+
+int hlrc_barrier_init(void)
+{
+    pthread_mutex_init(&hlrc.bar_lock, NULL);
+    pthread_cond_init(&hlrc.bar_cond, NULL);
+    runtime_on_thread_exit(hlrc_thread_left);
+    return FTSVM_OK;
+}

@@ -1,0 +1,93 @@
+/* Start and stop of the hlrc module, and its counters. */
+#include "hlrc_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static const char *const stat_names[HLRC_STAT_COUNT] = {
+    [HLRC_STAT_READ_FAULTS] = "read_faults",     [HLRC_STAT_WRITE_FAULTS] = "write_faults",
+    [HLRC_STAT_FETCHES] = "fetches",             [HLRC_STAT_FETCH_RETRIES] = "fetch_retries",
+    [HLRC_STAT_ZERO_FILLS] = "zero_fills",       [HLRC_STAT_RELEASES] = "releases",
+    [HLRC_STAT_DIFFS] = "diffs",                 [HLRC_STAT_DIFF_BYTES] = "diff_bytes",
+    [HLRC_STAT_NOTICES_SENT] = "notices_sent",   [HLRC_STAT_INVALIDATIONS] = "invalidations",
+    [HLRC_STAT_MERGES] = "merges",               [HLRC_STAT_BARRIERS] = "barriers",
+};
+
+int hlrc_init(void)
+{
+    const ftsvm_runtime_t *rt = runtime_booting();
+    int status;
+
+    memset(&hlrc, 0, sizeof(hlrc));
+    hlrc.rdma       = rt->rdma;
+    hlrc.boot       = rt->boot;
+    hlrc.node       = rt->config.node;
+    hlrc.nodes      = rt->config.nodes;
+    hlrc.threads    = rt->config.threads;
+    hlrc.ring_bytes = rt->config.notice_log;
+    hlrc.interval   = 1;
+    pthread_mutex_init(&hlrc.release_lock, NULL);
+    pthread_mutex_init(&hlrc.vt_lock, NULL);
+    atomic_flag_clear(&hlrc.update_lock);
+
+    status = hlrc_region_map(&rt->config);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    hlrc.vt = calloc((size_t)hlrc.nodes, sizeof(uint64_t));
+    hlrc.updates = mmap(NULL, hlrc.npages * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (hlrc.vt == NULL || hlrc.updates == MAP_FAILED) {
+        hlrc.updates = NULL;
+        ftsvm_error("cannot allocate the interval tables");
+        status = FTSVM_ENOMEM;
+        goto err;
+    }
+    status = hlrc_notices_init();
+    if (status == FTSVM_OK) {
+        status = hlrc_alloc_init();
+    }
+    if (status == FTSVM_OK) {
+        status = hlrc_barrier_init();
+    }
+    if (status == FTSVM_OK) {
+        status = hlrc_fault_install();
+    }
+    if (status != FTSVM_OK) {
+        goto err;
+    }
+    hlrc.stats.module = "hlrc";
+    hlrc.stats.count  = HLRC_STAT_COUNT;
+    memcpy(hlrc.stats.names, stat_names, sizeof(stat_names));
+    stats_register(&hlrc.stats);
+    return FTSVM_OK;
+
+err:
+    hlrc_fini();
+    return status;
+}
+
+void hlrc_fini(void)
+{
+    hlrc_fault_remove();
+    if (hlrc.stats.module != NULL) {
+        stats_unregister(&hlrc.stats);
+        hlrc.stats.module = NULL;
+    }
+    runtime_on_thread_exit(NULL);
+    if (hlrc.notices != NULL) {
+        hlrc_notices_fini();
+    }
+    if (hlrc.arena_size != 0) {
+        hlrc_alloc_fini();
+    }
+    if (hlrc.updates != NULL) {
+        munmap(hlrc.updates, hlrc.npages * sizeof(uint32_t));
+    }
+    free(hlrc.vt);
+    hlrc_region_unmap();
+    memset(&hlrc, 0, sizeof(hlrc));
+}

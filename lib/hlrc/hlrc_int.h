@@ -1,0 +1,196 @@
+/*
+ * What the files of lib/hlrc share: one node's shared-memory state.
+ *
+ * Memory (DESIGN.md section 3):
+ * - the shared region: one memfd mapped twice, at the fixed shared address
+ *   (the application's view, protected page by page: none / read / read-write)
+ *   and at a private address always read-write (the "backdoor" through which
+ *   the library fills and reads working copies without opening them to the
+ *   application);
+ * - twins: one page-sized slot per shared page, touched only when used;
+ * - the home store, in transport regions: the home copies of the pages this
+ *   node is home of, and per page and writer the applied / pending words.
+ *
+ * Placement: one home per page today (hlrc_home_of). The replication issue
+ * makes it a primary and a secondary; every use goes through that function.
+ */
+#ifndef FTSVM_HLRC_INT_H
+#define FTSVM_HLRC_INT_H
+
+#include "diff.h"
+#include "hlrc.h"
+#include "common/stats.h"
+#include "rdma/rdma.h"
+#include "runtime.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* transport regions of the module */
+enum {
+    HLRC_REGION_HOME,      /* home copies, HLRC_PAGE_SIZE each */
+    HLRC_REGION_META,      /* per home page: applied[nodes], pending[nodes] */
+    HLRC_REGION_NOTICES,   /* write-notice rings, one per writer, and their tails */
+    HLRC_REGION_BARRIER,   /* per node: epoch, vt[nodes] */
+    HLRC_REGION_COUNT
+};
+
+/* active-message types of the module (lib/locks uses 16..31) */
+enum {
+    HLRC_AM_DRAIN = 1,     /* "consume your write notices of mine": flow control */
+    HLRC_AM_FREE  = 2,     /* ftsvm_free of a block from another node's arena */
+};
+
+/* page states (one byte per page) */
+enum {
+    PAGE_INVALID = 0,      /* PROT_NONE, no valid copy here */
+    PAGE_READ,             /* valid, PROT_READ */
+    PAGE_WRITE,            /* valid, twinned, PROT_READ|PROT_WRITE, in the update list */
+    PAGE_BUSY,             /* a thread is changing it; others wait */
+};
+
+/* one release's write notices from one writer */
+typedef struct hlrc_notice {
+    uint64_t  interval;
+    uint32_t  npages;
+    uint32_t *pages;
+} hlrc_notice_t;
+
+typedef struct hlrc_notice_list {
+    hlrc_notice_t *items;
+    size_t         count, cap, first;   /* items[first..count) not yet acted on */
+    uint64_t       head;                /* bytes of the ring consumed */
+} hlrc_notice_list_t;
+
+enum {
+    HLRC_STAT_READ_FAULTS, HLRC_STAT_WRITE_FAULTS, HLRC_STAT_FETCHES, HLRC_STAT_FETCH_RETRIES,
+    HLRC_STAT_ZERO_FILLS, HLRC_STAT_RELEASES, HLRC_STAT_DIFFS, HLRC_STAT_DIFF_BYTES,
+    HLRC_STAT_NOTICES_SENT, HLRC_STAT_INVALIDATIONS, HLRC_STAT_MERGES, HLRC_STAT_BARRIERS,
+    HLRC_STAT_COUNT
+};
+
+typedef struct hlrc {
+    rdma_ctx_t        *rdma;
+    bootstrap_t       *boot;
+    int                node, nodes;
+    unsigned           threads;
+
+    /* shared region */
+    uint8_t           *base;          /* application view */
+    uint8_t           *backdoor;      /* library view, always read-write */
+    size_t             size;
+    size_t             npages;
+    _Atomic uint8_t   *state;         /* npages */
+    uint8_t           *twins;         /* npages x page, lazily touched */
+    uint64_t          *required;      /* npages x nodes: intervals a copy must include */
+
+    /* home store */
+    unsigned           home_block;    /* consecutive pages with the same home */
+    size_t             home_pages;    /* pages homed per node (the largest share) */
+
+    /* intervals (node-wide: all threads of a node share them) */
+    pthread_mutex_t    release_lock;  /* one release at a time per node */
+    atomic_flag        update_lock;
+    uint32_t          *updates;       /* pages written in the open interval */
+    size_t             nupdates;
+    uint64_t           interval;      /* the open interval, from 1 */
+    pthread_mutex_t    vt_lock;
+    uint64_t          *vt;            /* nodes: last interval of j seen here */
+
+    /* write notices */
+    size_t             ring_bytes;    /* per writer, in every node's region */
+    uint64_t           ring_tail;     /* bytes this node has written to its rings */
+    pthread_mutex_t    notice_lock;
+    hlrc_notice_list_t *notices;      /* nodes: what each writer announced */
+
+    /* barrier */
+    pthread_mutex_t    bar_lock;
+    pthread_cond_t     bar_cond;
+    unsigned           bar_arrived;
+    int                bar_leader;
+    uint64_t           bar_epoch;     /* barriers completed by this node */
+    int                bar_status;
+
+    /* shared allocation: collective area from the bottom, then one malloc
+     * arena per node */
+    pthread_mutex_t    alloc_lock;
+    size_t             collective_top;   /* bytes of the collective area used */
+    size_t             collective_size;
+    size_t             arena_size;
+    size_t             arena_top;        /* bytes of this node's arena used */
+    uint32_t          *arena_blocks;     /* per 64-byte granule: size in granules at a block start */
+    uint32_t          *arena_free[32];   /* free lists by size class (granule offsets) */
+    size_t             arena_free_len[32], arena_free_cap[32];
+
+    stats_group_t      stats;
+} hlrc_t;
+
+extern hlrc_t hlrc;
+
+/* placement (region.c) */
+static inline int hlrc_home_of(size_t page)
+{
+    return (int)((page / hlrc.home_block) % (size_t)hlrc.nodes);
+}
+
+static inline size_t hlrc_home_index(size_t page)
+{
+    return (page / hlrc.home_block / (size_t)hlrc.nodes) * hlrc.home_block +
+           page % hlrc.home_block;
+}
+
+static inline uint64_t hlrc_meta_offset(size_t page)
+{
+    return hlrc_home_index(page) * 2u * (uint64_t)hlrc.nodes * 8u;
+}
+
+static inline void hlrc_update_lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&hlrc.update_lock, memory_order_acquire)) {
+    }
+}
+
+static inline void hlrc_update_unlock(void)
+{
+    atomic_flag_clear_explicit(&hlrc.update_lock, memory_order_release);
+}
+
+/* region.c */
+int  hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_REGION_COUNT]);
+int  hlrc_region_map(const ftsvm_config_t *config);
+void hlrc_region_unmap(void);
+int  hlrc_protect(size_t page, int prot);
+
+/* fault.c */
+int  hlrc_fault_install(void);
+void hlrc_fault_remove(void);
+/* wait until the page is not busy and take it (state PAGE_BUSY); returns
+ * the state it had */
+uint8_t hlrc_page_take(size_t page);
+void hlrc_page_put(size_t page, uint8_t state);
+
+/* home.c */
+int  hlrc_fetch(size_t page, uint8_t *dst);
+int  hlrc_home_write_runs(size_t page, const uint8_t *diff, size_t size);
+int  hlrc_home_mark_applied(size_t page, uint64_t interval);
+
+/* notices.c */
+int  hlrc_notices_init(void);
+void hlrc_notices_fini(void);
+int  hlrc_notices_publish(uint64_t interval, const uint32_t *pages, size_t npages);
+void hlrc_notices_drain(int writer);
+
+/* interval.c */
+int  hlrc_release(void);
+int  hlrc_acquire(const uint64_t *vt);
+
+/* barrier.c */
+int  hlrc_barrier_init(void);
+void hlrc_thread_left(void);
+
+/* alloc.c */
+int  hlrc_alloc_init(void);
+void hlrc_alloc_fini(void);
+
+#endif

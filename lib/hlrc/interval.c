@@ -1,0 +1,236 @@
+/*
+ * Intervals, release and acquire (DESIGN.md section 4).
+ *
+ * Release of interval k (all threads of a node share the open interval):
+ *   1. close k: take the update list, open k+1;
+ *   2. page locking: every page of k goes busy and read-only, so a write made
+ *      after the close waits (fault.c) instead of slipping into k's diffs or
+ *      into nothing;
+ *   3. diff each page against its twin (computed once);
+ *   4. broadcast k's write notices to every node, flushed;
+ *   5. write all runs to the homes, flush; then applied[me] = k at every
+ *      page's home, flush (a reader who sees applied sees the runs);
+ *   6. vt[me] = k; the pages become read-only valid copies.
+ * Releases of one node run one at a time (release_lock), so a release
+ * returns only when every earlier interval of the node is at the homes.
+ *
+ * Acquire with a vector timestamp V (from a lock or a barrier): for every
+ * writer j with V[j] > vt[j], the notices of j's intervals in (vt[j], V[j]]
+ * raise required[page][j] and invalidate the page; a page this node is
+ * writing in its open interval is merged instead (fresh home copy + our
+ * diff), so that no local write is lost.
+ */
+#include "hlrc_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef struct page_diff {
+    uint32_t page;
+    uint32_t size;
+    uint8_t *bytes;
+} page_diff_t;
+
+static int hlrc_propagate(uint64_t interval, const uint32_t *pages, size_t npages,
+                          page_diff_t *diffs)
+{
+    size_t i;
+    int status;
+
+    status = hlrc_notices_publish(interval, pages, npages);
+    for (i = 0; status == FTSVM_OK && i < npages; i++) {
+        status = hlrc_home_write_runs(diffs[i].page, diffs[i].bytes, diffs[i].size);
+    }
+    /* all runs at every home before any applied word moves */
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    for (i = 0; status == FTSVM_OK && i < npages; i++) {
+        status = hlrc_home_mark_applied(diffs[i].page, interval);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    return status;
+}
+
+int hlrc_release(void)
+{
+    uint8_t scratch[HLRC_DIFF_MAX];
+    page_diff_t *diffs = NULL;
+    uint32_t *pages = NULL;
+    uint64_t interval;
+    size_t npages, i;
+    int status = FTSVM_OK;
+
+    pthread_mutex_lock(&hlrc.release_lock);
+    hlrc_update_lock();
+    npages = hlrc.nupdates;
+    interval = hlrc.interval;
+    if (npages > 0) {
+        pages = malloc(npages * sizeof(uint32_t));
+        if (pages != NULL) {
+            memcpy(pages, hlrc.updates, npages * sizeof(uint32_t));
+            hlrc.nupdates = 0;
+            hlrc.interval++;
+        }
+    }
+    hlrc_update_unlock();
+    if (npages == 0) {
+        goto out;
+    }
+    diffs = calloc(npages, sizeof(*diffs));
+    if (pages == NULL || diffs == NULL) {
+        ftsvm_error("cannot allocate a release of %zu pages", npages);
+        status = FTSVM_ENOMEM;
+        goto out;
+    }
+    stats_add(&hlrc.stats, HLRC_STAT_RELEASES, 1);
+    for (i = 0; i < npages; i++) {
+        /* page locking: later writes wait until propagation ends */
+        hlrc_page_take(pages[i]);
+        hlrc_protect(pages[i], PROT_READ);
+    }
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        diffs[i].page  = pages[i];
+        diffs[i].size  = (uint32_t)hlrc_diff_encode(
+            hlrc.backdoor + (size_t)pages[i] * HLRC_PAGE_SIZE,
+            hlrc.twins + (size_t)pages[i] * HLRC_PAGE_SIZE, scratch);
+        diffs[i].bytes = malloc(diffs[i].size);
+        if (diffs[i].bytes == NULL) {
+            status = FTSVM_ENOMEM;
+            break;
+        }
+        memcpy(diffs[i].bytes, scratch, diffs[i].size);
+        stats_add(&hlrc.stats, HLRC_STAT_DIFFS, 1);
+        stats_add(&hlrc.stats, HLRC_STAT_DIFF_BYTES, diffs[i].size);
+    }
+    if (status == FTSVM_OK) {
+        status = hlrc_propagate(interval, pages, npages, diffs);
+    }
+    /* pages first, vt after: an acquire holding vt_lock may be waiting for
+     * one of these pages */
+    for (i = 0; i < npages; i++) {
+        hlrc_page_put(pages[i], PAGE_READ);
+        free(diffs[i].bytes);
+    }
+    if (status == FTSVM_OK) {
+        pthread_mutex_lock(&hlrc.vt_lock);
+        hlrc.vt[hlrc.node] = interval;
+        pthread_mutex_unlock(&hlrc.vt_lock);
+    } else {
+        ftsvm_error("release of interval %llu failed: %s", (unsigned long long)interval,
+                    ftsvm_strerror(status));
+    }
+out:
+    pthread_mutex_unlock(&hlrc.release_lock);
+    free(diffs);
+    free(pages);
+    return status;
+}
+
+/* A page this node writes in its open interval, made stale by another
+ * writer: fresh home copy, plus our own changes so far; the fresh copy is the
+ * new twin, so the next diff carries only our changes. */
+static int hlrc_merge(size_t page)
+{
+    uint8_t diff[HLRC_DIFF_MAX], fresh[HLRC_PAGE_SIZE];
+    uint8_t *work = hlrc.backdoor + page * HLRC_PAGE_SIZE;
+    uint8_t *twin = hlrc.twins + page * HLRC_PAGE_SIZE;
+    size_t size;
+    int status;
+
+    status = hlrc_fetch(page, fresh);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    size = hlrc_diff_encode(work, twin, diff);
+    memcpy(twin, fresh, HLRC_PAGE_SIZE);
+    status = hlrc_diff_apply(fresh, diff, size);
+    memcpy(work, fresh, HLRC_PAGE_SIZE);
+    stats_add(&hlrc.stats, HLRC_STAT_MERGES, 1);
+    return status;
+}
+
+static int hlrc_invalidate(size_t page)
+{
+    uint8_t state = hlrc_page_take(page);
+    int status = FTSVM_OK;
+
+    switch (state) {
+    case PAGE_READ:
+        status = hlrc_protect(page, PROT_NONE);
+        state = PAGE_INVALID;
+        stats_add(&hlrc.stats, HLRC_STAT_INVALIDATIONS, 1);
+        break;
+    case PAGE_WRITE:
+        /* writers of this node wait while we merge */
+        status = hlrc_protect(page, PROT_READ);
+        if (status == FTSVM_OK) {
+            status = hlrc_merge(page);
+        }
+        if (status == FTSVM_OK) {
+            status = hlrc_protect(page, PROT_READ | PROT_WRITE);
+        }
+        break;
+    default:
+        break;
+    }
+    hlrc_page_put(page, state);
+    return status;
+}
+
+int hlrc_acquire(const uint64_t *vt)
+{
+    hlrc_notice_list_t *list;
+    hlrc_notice_t notice;
+    uint64_t *required;
+    uint32_t i;
+    int j, status = FTSVM_OK;
+
+    pthread_mutex_lock(&hlrc.vt_lock);
+    for (j = 0; j < hlrc.nodes; j++) {
+        if (j == hlrc.node || vt[j] <= hlrc.vt[j]) {
+            continue;
+        }
+        hlrc_notices_drain(j);
+        list = &hlrc.notices[j];
+        for (;;) {
+            pthread_mutex_lock(&hlrc.notice_lock);
+            if (list->first >= list->count || list->items[list->first].interval > vt[j]) {
+                pthread_mutex_unlock(&hlrc.notice_lock);
+                break;
+            }
+            notice = list->items[list->first++];
+            if (list->first == list->count) {
+                list->first = list->count = 0;
+            }
+            pthread_mutex_unlock(&hlrc.notice_lock);
+            if (notice.interval > hlrc.vt[j]) {
+                for (i = 0; i < notice.npages; i++) {
+                    required = &hlrc.required[(size_t)notice.pages[i] * (size_t)hlrc.nodes + j];
+                    if (*required < notice.interval) {
+                        *required = notice.interval;
+                    }
+                    if (hlrc_invalidate(notice.pages[i]) != FTSVM_OK) {
+                        status = FTSVM_ESYS;
+                    }
+                }
+            }
+            free(notice.pages);
+        }
+        hlrc.vt[j] = vt[j];
+    }
+    pthread_mutex_unlock(&hlrc.vt_lock);
+    return status;
+}
+
+void hlrc_vt_copy(uint64_t *vt)
+{
+    pthread_mutex_lock(&hlrc.vt_lock);
+    memcpy(vt, hlrc.vt, (size_t)hlrc.nodes * sizeof(uint64_t));
+    pthread_mutex_unlock(&hlrc.vt_lock);
+}
