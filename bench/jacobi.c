@@ -1,0 +1,88 @@
+/* Jacobi stencil on an N x N grid with a barrier per sweep: each thread
+ * updates its band of rows. Verified bit for bit against a sequential run.
+ *   jacobi [N=512] [sweeps=50] */
+#include "app.h"
+
+static long n, sweeps;
+static double *grid[2];
+
+static void init_grid(double *g)
+{
+    long j;
+
+    for (j = 0; j < n; j++) {
+        g[j] = 1.0;   /* hot top row, the rest cold */
+    }
+}
+
+static void sweep_rows(const double *a, double *b, long first, long end)
+{
+    long i, j;
+
+    for (i = first; i < end; i++) {
+        if (i == 0 || i == n - 1) {
+            memcpy(b + i * n, a + i * n, (size_t)n * sizeof(double));
+            continue;
+        }
+        b[i * n] = a[i * n];
+        b[i * n + n - 1] = a[i * n + n - 1];
+        for (j = 1; j < n - 1; j++) {
+            b[i * n + j] = 0.25 * (a[(i - 1) * n + j] + a[(i + 1) * n + j] +
+                                   a[i * n + j - 1] + a[i * n + j + 1]);
+        }
+    }
+}
+
+static void worker(int tid, int nthreads)
+{
+    size_t first, end;
+    long s;
+
+    app_share((size_t)n, tid, nthreads, &first, &end);
+    if (tid == 0) {
+        init_grid(grid[0]);
+        init_grid(grid[1]);
+    }
+    app_ok(ftsvm_barrier());
+    for (s = 0; s < sweeps; s++) {
+        sweep_rows(grid[s % 2], grid[(s + 1) % 2], (long)first, (long)end);
+        app_ok(ftsvm_barrier());
+    }
+}
+
+int main(int argc, char **argv)
+{
+    double start, seconds, *a, *b;
+    char size[64];
+    int verified = 1;
+    long s;
+
+    app_name = "jacobi";
+    app_ok(ftsvm_init(&argc, &argv));
+    n      = app_arg(argc, argv, 1, 512, 8, 8192);
+    sweeps = app_arg(argc, argv, 2, 50, 1, 100000);
+    grid[0] = app_alloc((size_t)(n * n) * sizeof(double));
+    grid[1] = app_alloc((size_t)(n * n) * sizeof(double));
+    app_ok(ftsvm_barrier());
+    start = app_now();
+    app_run(worker);
+    seconds = app_now() - start;
+    if (ftsvm_node() == 0) {
+        a = calloc((size_t)(n * n), sizeof(double));
+        b = calloc((size_t)(n * n), sizeof(double));
+        app_check(a && b, "out of memory");
+        init_grid(a);
+        init_grid(b);
+        for (s = 0; s < sweeps; s++) {
+            sweep_rows(s % 2 ? b : a, s % 2 ? a : b, 0, n);
+        }
+        verified = !memcmp(sweeps % 2 ? b : a, grid[sweeps % 2], (size_t)(n * n) * sizeof(double));
+        free(a);
+        free(b);
+    }
+    snprintf(size, sizeof(size), "%ldx%ld/%ld", n, n, sweeps);
+    app_report(size, seconds, verified);
+    app_ok(ftsvm_barrier());
+    app_ok(ftsvm_finalize());
+    return verified ? 0 : 1;
+}

@@ -1,0 +1,74 @@
+/* Dense matrix multiply C = A x B (N x N doubles), rows of C divided among
+ * threads. Verified exactly against a sequential product (small integers).
+ *   matmul [N=256] */
+#include "app.h"
+
+static long n;
+static double *A, *B, *C;
+
+static double a_of(long i, long k) { return (double)((i * 7 + k * 3) % 11) - 5.0; }
+static double b_of(long k, long j) { return (double)((k * 5 + j * 2) % 13) - 6.0; }
+
+static void worker(int tid, int nthreads)
+{
+    size_t first, end;
+    long i, j, k;
+    double sum;
+
+    app_share((size_t)n, tid, nthreads, &first, &end);
+    for (i = (long)first; i < (long)end; i++) {
+        for (k = 0; k < n; k++) {
+            A[i * n + k] = a_of(i, k);
+            B[i * n + k] = b_of(i, k);
+        }
+    }
+    app_ok(ftsvm_barrier());
+    for (i = (long)first; i < (long)end; i++) {
+        for (j = 0; j < n; j++) {
+            sum = 0;
+            for (k = 0; k < n; k++) {
+                sum += A[i * n + k] * B[k * n + j];
+            }
+            C[i * n + j] = sum;
+        }
+    }
+    app_ok(ftsvm_barrier());
+}
+
+int main(int argc, char **argv)
+{
+    double start, seconds, sum;
+    char size[32];
+    int verified = 1;
+    long i, j, k;
+
+    app_name = "matmul";
+    app_ok(ftsvm_init(&argc, &argv));
+    n = app_arg(argc, argv, 1, 256, 4, 4096);
+    A = app_alloc((size_t)(n * n) * sizeof(double));
+    B = app_alloc((size_t)(n * n) * sizeof(double));
+    C = app_alloc((size_t)(n * n) * sizeof(double));
+    app_ok(ftsvm_barrier());
+    start = app_now();
+    app_run(worker);
+    seconds = app_now() - start;
+    if (ftsvm_node() == 0) {
+        for (i = 0; i < n && verified; i++) {
+            for (j = 0; j < n; j++) {
+                sum = 0;
+                for (k = 0; k < n; k++) {
+                    sum += a_of(i, k) * b_of(k, j);
+                }
+                if (C[i * n + j] != sum) {
+                    verified = 0;
+                    break;
+                }
+            }
+        }
+    }
+    snprintf(size, sizeof(size), "%ld", n);
+    app_report(size, seconds, verified);
+    app_ok(ftsvm_barrier());
+    app_ok(ftsvm_finalize());
+    return verified ? 0 : 1;
+}

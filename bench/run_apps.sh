@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run the application benchmarks.
+#   bench/run_apps.sh BUILD_DIR --check    every app at 1, 2 and 4 nodes x 1-2 threads,
+#                                          small sizes; fails unless every run verifies
+#   bench/run_apps.sh BUILD_DIR [runs]     figures: per app, the median time of `runs`
+#                                          interleaved runs (default 5) as pthreads on one
+#                                          process and on ftsvm at 1, 2 and 4 nodes
+set -euo pipefail
+build=${1:?usage: bench/run_apps.sh BUILD_DIR [--check | runs]}
+mode=${2:-5}
+run=$build/tools/ftsvm-run
+export FTSVM_SHARED_SIZE=${FTSVM_SHARED_SIZE:-64M}
+apps=(jacobi matmul lu mgs sort taskq)
+declare -A small=([jacobi]="128 10" [matmul]="64" [lu]="64 16" [mgs]="64 32"
+                  [sort]="16384" [taskq]="256 100")
+
+if [ "$mode" = --check ]; then
+  failed=0 total=0
+  for app in "${apps[@]}"; do
+    for nodes in 1 2 4; do
+      for threads in 1 2; do
+        total=$((total + 1))
+        # shellcheck disable=SC2086
+        if out=$("$run" -n "$nodes" --threads "$threads" --timeout 120 \
+                 "$build/bench/$app" ${small[$app]} 2>&1) &&
+           grep -q 'verified yes' <<<"$out"; then
+          echo "ok   $app on $nodes nodes x $threads threads"
+        else
+          echo "FAIL $app on $nodes nodes x $threads threads:"; echo "$out" | tail -5
+          failed=$((failed + 1))
+        fi
+      done
+    done
+  done
+  echo "apps: $((total - failed)) passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
+
+runs=$mode
+time_of() { sed -n 's/.* time \([0-9.]*\) s verified yes.*/\1/p' | head -1; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+printf '%-8s %14s %14s %14s %14s %10s\n' app "pthreads x2" "ftsvm 1x2" "ftsvm 2x1" "ftsvm 4x1" "4x1/pthr"
+for app in "${apps[@]}"; do
+  p=() one=() two=() four=()
+  for ((i = 0; i < runs; i++)); do   # interleaved, so that all see the same load
+    p+=("$(FTSVM_THREADS=2 "$build/bench/${app}_pthreads" | time_of)")
+    one+=("$("$run" -n 1 --threads 2 "$build/bench/$app" 2>/dev/null | time_of)")
+    two+=("$("$run" -n 2 "$build/bench/$app" 2>/dev/null | time_of)")
+    four+=("$("$run" -n 4 "$build/bench/$app" 2>/dev/null | time_of)")
+  done
+  mp=$(printf '%s\n' "${p[@]}" | median); m1=$(printf '%s\n' "${one[@]}" | median)
+  m2=$(printf '%s\n' "${two[@]}" | median); m4=$(printf '%s\n' "${four[@]}" | median)
+  printf '%-8s %12.4fs %12.4fs %12.4fs %12.4fs %9.1fx\n' "$app" "$mp" "$m1" "$m2" "$m4" \
+    "$(awk -v a="$m4" -v b="$mp" 'BEGIN {print a / b}')"
+done
