@@ -31,6 +31,7 @@ static int barrier_node(uint64_t epoch)
     size_t words = 1u + (size_t)hlrc.nodes;
     uint64_t offset = (uint64_t)hlrc.node * words * 8u, *slot, *merged;
     int node, status, waiting;
+    unsigned round = 0;
 
     status = hlrc_release();
     if (status != FTSVM_OK) {
@@ -74,7 +75,7 @@ static int barrier_node(uint64_t epoch)
             }
         }
         if (waiting) {
-            sched_yield();
+            hlrc_backoff(&round);
         }
     } while (waiting && status == FTSVM_OK);
     for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {

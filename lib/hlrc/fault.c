@@ -32,12 +32,13 @@ static _Atomic int installed;
 
 uint8_t hlrc_page_take(size_t page)
 {
+    unsigned round = 0;
     uint8_t s;
 
     for (;;) {
         s = atomic_load_explicit(&hlrc.state[page], memory_order_acquire);
         if (s == PAGE_BUSY) {
-            sched_yield();
+            hlrc_backoff(&round);
             continue;
         }
         if (atomic_compare_exchange_weak_explicit(&hlrc.state[page], &s, PAGE_BUSY,
@@ -86,6 +87,7 @@ static int hlrc_open_for_write(size_t page)
 /* is_write < 0: unknown; a fault on a readable page is then a write */
 static int hlrc_page_fault(size_t page, int is_write)
 {
+    unsigned round = 0;
     uint8_t s;
     int status;
 
@@ -93,7 +95,7 @@ static int hlrc_page_fault(size_t page, int is_write)
         s = atomic_load_explicit(&hlrc.state[page], memory_order_acquire);
         switch (s) {
         case PAGE_BUSY:
-            sched_yield();
+            hlrc_backoff(&round);
             continue;
         case PAGE_WRITE:
             return FTSVM_OK;   /* another thread opened it meanwhile */

@@ -24,6 +24,8 @@
 #include "runtime.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -154,6 +156,25 @@ static inline void hlrc_update_lock(void)
 static inline void hlrc_update_unlock(void)
 {
     atomic_flag_clear_explicit(&hlrc.update_lock, memory_order_release);
+}
+
+/* Waiting for another node (a barrier slot, a page version, ring space) or
+ * for another thread (a busy page): yield for a while, then sleep in growing
+ * steps up to 200 us. A waiter that only yields keeps a core from the
+ * protocol threads that must carry what it waits for (2-core machines run
+ * several nodes). nanosleep is async-signal-safe: usable in the fault
+ * handler. */
+static inline void hlrc_backoff(unsigned *round)
+{
+    struct timespec ts = { 0, 0 };
+    unsigned r = (*round)++;
+
+    if (r < 64) {
+        sched_yield();
+        return;
+    }
+    ts.tv_nsec = (r < 70) ? (2000L << (r - 64)) : 200000L;
+    nanosleep(&ts, NULL);
 }
 
 /* region.c */

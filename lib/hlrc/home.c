@@ -76,6 +76,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
     size_t words = 2u * (size_t)hlrc.nodes;
     int home = hlrc_home_of(page), status;
     uint64_t deadline = 0, *before, *after;
+    unsigned round = 0;
 
     if (fetch_meta == NULL) {
         /* mmap, not malloc: this may run in the fault handler */
@@ -113,7 +114,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
                         page, home);
             return FTSVM_ETIMEDOUT;
         }
-        sched_yield();
+        hlrc_backoff(&round);
     }
 }
 

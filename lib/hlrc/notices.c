@@ -159,6 +159,7 @@ static int ring_wait_for_space(uint64_t need)
 {
     uint64_t deadline = clock_now_ns() + NOTICE_WAIT_NS, head;
     int reader, asked = 0, full;
+    unsigned round = 0;
 
     for (;;) {
         full = 0;
@@ -183,7 +184,7 @@ static int ring_wait_for_space(uint64_t need)
                         (unsigned long long)(NOTICE_WAIT_NS / 1000000000ull));
             return FTSVM_ETIMEDOUT;
         }
-        usleep(50);
+        hlrc_backoff(&round);
     }
 }
 

@@ -37,7 +37,7 @@ int rdma_on_progress_thread(void)
     return on_progress_thread;
 }
 
-static void rdma_wake(rdma_ctx_t *ctx)
+void rdma_wake(rdma_ctx_t *ctx)
 {
     uint64_t one = 1;
 

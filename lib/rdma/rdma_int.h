@@ -108,6 +108,7 @@ int  rdma_progress_start(rdma_ctx_t *ctx);
 void rdma_progress_stop(rdma_ctx_t *ctx);
 int  rdma_progress_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *what, int peer);
 int  rdma_on_progress_thread(void);
+void rdma_wake(rdma_ctx_t *ctx);
 void rdma_queue_push(rdma_ctx_t *ctx, rdma_event_t *event);
 unsigned rdma_queue_dispatch(rdma_ctx_t *ctx);
 
