@@ -108,4 +108,13 @@ static inline void app_report(const char *size, double seconds, int verified)
     }
 }
 
+/* report, wait for every node, finalize; the exit status of main */
+static inline int app_finish(const char *size, double seconds, int verified)
+{
+    app_report(size, seconds, verified);
+    app_ok(ftsvm_barrier());
+    app_ok(ftsvm_finalize());
+    return verified ? 0 : 1;
+}
+
 #endif

@@ -81,8 +81,5 @@ int main(int argc, char **argv)
         free(b);
     }
     snprintf(size, sizeof(size), "%ldx%ld/%ld", n, n, sweeps);
-    app_report(size, seconds, verified);
-    app_ok(ftsvm_barrier());
-    app_ok(ftsvm_finalize());
-    return verified ? 0 : 1;
+    return app_finish(size, seconds, verified);
 }

@@ -140,8 +140,5 @@ int main(int argc, char **argv)
         verified = err < 1e-9 * (double)n;
     }
     snprintf(size, sizeof(size), "%ld/%ld", n, bs);
-    app_report(size, seconds, verified);
-    app_ok(ftsvm_barrier());
-    app_ok(ftsvm_finalize());
-    return verified ? 0 : 1;
+    return app_finish(size, seconds, verified);
 }

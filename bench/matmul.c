@@ -67,8 +67,5 @@ int main(int argc, char **argv)
         }
     }
     snprintf(size, sizeof(size), "%ld", n);
-    app_report(size, seconds, verified);
-    app_ok(ftsvm_barrier());
-    app_ok(ftsvm_finalize());
-    return verified ? 0 : 1;
+    return app_finish(size, seconds, verified);
 }

@@ -78,8 +78,5 @@ int main(int argc, char **argv)
         verified = err < 1e-8;
     }
     snprintf(size, sizeof(size), "%ldx%ld", m, ncols);
-    app_report(size, seconds, verified);
-    app_ok(ftsvm_barrier());
-    app_ok(ftsvm_finalize());
-    return verified ? 0 : 1;
+    return app_finish(size, seconds, verified);
 }

@@ -104,8 +104,5 @@ int main(int argc, char **argv)
         verified = verified && sum == want_sum && x == want_x;
     }
     snprintf(size, sizeof(size), "%ld", n);
-    app_report(size, seconds, verified);
-    app_ok(ftsvm_barrier());
-    app_ok(ftsvm_finalize());
-    return verified ? 0 : 1;
+    return app_finish(size, seconds, verified);
 }
