@@ -41,17 +41,7 @@ static void worker(int tid, int nthreads)
         }
         memcpy(hist + (size_t)tid * RADIX, offset, sizeof(offset));
         app_ok(ftsvm_barrier());
-        total = 0;
-        for (d = 0; d < RADIX; d++) {
-            offset[d] = total;
-            for (t = 0; t < nthreads; t++) {
-                if (t == tid) {
-                    offset[d] = total;
-                }
-                total += hist[(size_t)t * RADIX + d];
-            }
-        }
-        /* offset[d] now = keys with smaller digits + this digit's keys of
+        /* offset[d] = keys with smaller digits + this digit's keys of the
          * threads before me */
         total = 0;
         for (d = 0; d < RADIX; d++) {

@@ -23,10 +23,8 @@ int hlrc_init(void)
 
     memset(&hlrc, 0, sizeof(hlrc));
     hlrc.rdma       = rt->rdma;
-    hlrc.boot       = rt->boot;
     hlrc.node       = rt->config.node;
     hlrc.nodes      = rt->config.nodes;
-    hlrc.threads    = rt->config.threads;
     hlrc.ring_bytes = rt->config.notice_log;
     hlrc.interval   = 1;
     pthread_mutex_init(&hlrc.release_lock, NULL);

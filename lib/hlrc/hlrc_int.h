@@ -37,6 +37,7 @@ enum {
     HLRC_REGION_BARRIER,   /* per node: epoch, vt[nodes] */
     HLRC_REGION_COUNT
 };
+_Static_assert(HLRC_REGION_COUNT == HLRC_NREGIONS, "hlrc.h and hlrc_int.h disagree on regions");
 
 /* active-message types of the module (lib/locks uses 16..31) */
 enum {
@@ -74,9 +75,7 @@ enum {
 
 typedef struct hlrc {
     rdma_ctx_t        *rdma;
-    bootstrap_t       *boot;
     int                node, nodes;
-    unsigned           threads;
 
     /* shared region */
     uint8_t           *base;          /* application view */
@@ -178,7 +177,6 @@ static inline void hlrc_backoff(unsigned *round)
 }
 
 /* region.c */
-int  hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_REGION_COUNT]);
 int  hlrc_region_map(const ftsvm_config_t *config);
 void hlrc_region_unmap(void);
 int  hlrc_protect(size_t page, int prot);

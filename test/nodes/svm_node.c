@@ -7,12 +7,14 @@
  * exit 0 when it never happened, 10 with a message when it did.
  *
  *   slots      each thread writes its slot; after a barrier all see all
- *   mp_lock    message passing through a lock: a reader who sees the flag
- *              of round r sees the data of round r
+ *   mp_lock    message passing through a lock: a reader's critical section
+ *              sees data and flag of the same round, and readers go on until
+ *              they have seen the last round
  *   mp_barrier message passing through a barrier
  *   chain      causality through two locks: x (lock 1) -> y (lock 2)
  *   writers    two writers under one lock: the final value is in lock order
- *   coherence  repeated reads of a counter under a lock never go back
+ *   coherence  repeated reads of a counter under a lock never go back, and
+ *              reach the last value
  *   false      threads of different nodes write disjoint bytes of one page;
  *              after a barrier every byte is right
  *   counter    N nodes x T threads x K increments under one lock
@@ -29,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FAIL 10
 #define PAGE 4096
@@ -109,24 +112,42 @@ static void t_slots(int tid)
     }
 }
 
+/* Readers of the message-passing tests keep reading until they have seen the
+ * writer's last message: a reader that never saw an update (no invalidation,
+ * no propagation) fails here instead of passing on consistent zeros. */
+#define READ_DEADLINE_S 60
+
+static time_t read_deadline(void)
+{
+    return time(NULL) + READ_DEADLINE_S;
+}
+
 static void test_mp_lock(void)
 {
+    time_t deadline = read_deadline();
+    uint64_t flag = 0, data;
     int r;
-    uint64_t flag, data;
 
-    /* node 0 writes data then flag under lock 1; others read flag then data */
-    for (r = 1; r <= ROUNDS; r++) {
-        ok(ftsvm_lock_acquire(1));
-        if (node == 0) {
+    /* node 0 writes data then flag in one critical section of lock 1; a
+     * reader's critical section sees both from the same one of them */
+    if (node == 0) {
+        for (r = 1; r <= ROUNDS; r++) {
+            ok(ftsvm_lock_acquire(1));
             *var(0) = (uint64_t)r;   /* data */
             *var(1) = (uint64_t)r;   /* flag */
-        } else {
-            flag = *var(1);
-            data = *var(0);
-            expect(data >= flag, "flag %llu but data %llu", (unsigned long long)flag,
-                   (unsigned long long)data);
+            ok(ftsvm_lock_release(1));
         }
+        return;
+    }
+    while (flag != ROUNDS) {
+        ok(ftsvm_lock_acquire(1));
+        flag = *var(1);
+        data = *var(0);
         ok(ftsvm_lock_release(1));
+        expect(data == flag, "flag %llu but data %llu", (unsigned long long)flag,
+               (unsigned long long)data);
+        expect(time(NULL) < deadline, "the last message (%d) never arrived: flag %llu",
+               ROUNDS, (unsigned long long)flag);
     }
 }
 
@@ -149,23 +170,29 @@ static void test_mp_barrier(void)
 
 static void test_chain(void)
 {
+    time_t deadline = read_deadline();
+    uint64_t x = 0, y = 0;
     int r;
-    uint64_t x, y;
 
     /* node 0: x = r under lock 1. node 1: under lock 1 read x, then under
-     * lock 2 write y = x. others: under lock 2 read y, then x (no lock):
-     * seeing y == v means x >= v (causality through lock 1 then lock 2) */
-    for (r = 1; r <= ROUNDS; r++) {
-        if (node == 0) {
+     * lock 2 write y = x, until it has passed on the last x. others: under
+     * lock 2 read y, then x: seeing y == v means x >= v (causality through
+     * lock 1 then lock 2), until y shows the last x */
+    if (node == 0) {
+        for (r = 1; r <= ROUNDS; r++) {
             ok(ftsvm_lock_acquire(1));
             *var(0) = (uint64_t)r;
             ok(ftsvm_lock_release(1));
-        } else if (node == 1) {
+        }
+        return;
+    }
+    while (y != ROUNDS) {
+        if (node == 1) {
             ok(ftsvm_lock_acquire(1));
             x = *var(0);
             ok(ftsvm_lock_release(1));
             ok(ftsvm_lock_acquire(2));
-            *var(1) = x;
+            *var(1) = y = x;
             ok(ftsvm_lock_release(2));
         } else {
             ok(ftsvm_lock_acquire(2));
@@ -175,6 +202,8 @@ static void test_chain(void)
             expect(x >= y, "saw y %llu but x %llu", (unsigned long long)y,
                    (unsigned long long)x);
         }
+        expect(time(NULL) < deadline, "the chain never carried x = %d (y %llu)", ROUNDS,
+               (unsigned long long)y);
     }
 }
 
@@ -205,18 +234,28 @@ static void test_writers(void)
 
 static void test_coherence(void)
 {
-    uint64_t last = 0, v;
+    time_t deadline = read_deadline();
+    uint64_t last = 0, v = 0;
     int r;
 
-    for (r = 0; r < ROUNDS; r++) {
-        ok(ftsvm_lock_acquire(4));
-        if (node == 0) {
+    /* node 0 counts up under lock 4; the others read under lock 4 until they
+     * see the last count, and a read never goes back */
+    if (node == 0) {
+        for (r = 0; r < ROUNDS; r++) {
+            ok(ftsvm_lock_acquire(4));
             *var(0) += 1;
+            ok(ftsvm_lock_release(4));
         }
+        return;
+    }
+    while (v != ROUNDS) {
+        ok(ftsvm_lock_acquire(4));
         v = *var(0);
         ok(ftsvm_lock_release(4));
         expect(v >= last, "read %llu after %llu", (unsigned long long)v,
                (unsigned long long)last);
+        expect(time(NULL) < deadline, "the last count (%d) never arrived: %llu", ROUNDS,
+               (unsigned long long)v);
         last = v;
     }
 }
