@@ -8,13 +8,14 @@
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
 #include "locks/locks.h"
+#include "replica/replica.h"
 #include "runtime.h"
 
 #include <errno.h>
 
 int ftsvm_init(int *argc, char ***argv)
 {
-    size_t sizes[HLRC_NREGIONS];
+    size_t sizes[HLRC_NREGIONS + REPLICA_NREGIONS];
     const ftsvm_runtime_t *rt;
     int status;
 
@@ -25,16 +26,26 @@ int ftsvm_init(int *argc, char ***argv)
         return status;
     }
     rt = runtime_booting();
-    status = hlrc_region_sizes(&rt->config, rt->config.nodes, sizes);
-    if (status == FTSVM_OK) {
-        status = runtime_connect(HLRC_NREGIONS, sizes);
-    }
+    /* regions: hlrc's, then replica's */
+    status = replica_init(&rt->config, rt->config.node, rt->config.nodes,
+                          hlrc_blocks(&rt->config));
     if (status != FTSVM_OK) {
         goto err_runtime;
+    }
+    status = hlrc_region_sizes(&rt->config, rt->config.nodes, sizes);
+    if (status == FTSVM_OK) {
+        replica_region_sizes(rt->config.nodes, sizes + HLRC_NREGIONS);
+        status = runtime_connect(HLRC_NREGIONS + REPLICA_NREGIONS, sizes);
+    }
+    if (status == FTSVM_OK) {
+        status = replica_start(rt->rdma, HLRC_NREGIONS);
+    }
+    if (status != FTSVM_OK) {
+        goto err_replica;
     }
     status = hlrc_init();
     if (status != FTSVM_OK) {
-        goto err_runtime;
+        goto err_replica;
     }
     status = locks_init();
     if (status != FTSVM_OK) {
@@ -52,6 +63,8 @@ err_locks:
     locks_fini();
 err_hlrc:
     hlrc_fini();
+err_replica:
+    replica_fini();
 err_runtime:
     runtime_abort();
     return status;
@@ -73,6 +86,12 @@ int ftsvm_finalize(void)
     if (status == FTSVM_OK) {
         status = ret;
     }
+    if (status == FTSVM_OK && hlrc_checking_homes()) {
+        /* every release of every node is done: the homes must agree */
+        status = hlrc_check_homes();
+        ret = bootstrap_barrier(rt->boot);
+        status = (status == FTSVM_OK) ? ret : status;
+    }
     ret = runtime_begin_shutdown();
     if (ret != FTSVM_OK) {
         return ret;
@@ -82,6 +101,7 @@ int ftsvm_finalize(void)
     }
     locks_fini();
     hlrc_fini();
+    replica_fini();
     ret = runtime_shutdown();
     return (status == FTSVM_OK) ? ret : status;
 }

@@ -65,6 +65,14 @@ static const config_entry_t config_table[] = {
            home_block, CONFIG_UINT), .min = 1, .max = 65536},
     {ENTRY("NOTICE_LOG", "1M", "bytes of each writer's write-notice ring at every node",
            notice_log, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 32},
+    {ENTRY("REPLICAS", "2", "homes per page: 2 survives a node failure, 1 is the "
+           "single-home protocol (to measure what fault tolerance costs)",
+           replicas, CONFIG_UINT), .min = 1, .max = 2},
+    {ENTRY("CHECK_HOMES", "n", "debug: at every barrier and at finalize, check that both "
+           "homes of every page hold identical copies (y/n)", check_homes, CONFIG_BOOL)},
+    {ENTRY("STOP_AT", "", "tests: <point>[:<k>]@<node>[#<interval>], the release step at "
+           "which that node stops itself with SIGSTOP", stop_at, CONFIG_STRING),
+     .size = sizeof(((ftsvm_config_t *)0)->stop_at)},
     {ENTRY("NODE", "-1", "this node's id (set by ftsvm-run)", node, CONFIG_INT),
      .min = -1, .max = 65535},
     {ENTRY("NODES", "-1", "number of nodes in the job (set by ftsvm-run)", nodes, CONFIG_INT),

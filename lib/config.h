@@ -23,6 +23,9 @@ typedef struct ftsvm_config {
     size_t   shared_size;      /* bytes of the shared region */
     unsigned home_block;       /* consecutive pages with the same home */
     size_t   notice_log;       /* bytes of each writer's write-notice ring */
+    unsigned replicas;         /* homes per page: 1 or 2 */
+    int      check_homes;      /* bool: compare both homes at every barrier */
+    char     stop_at[64];      /* a release step at which a node stops itself (tests) */
     /* set by ftsvm-run for each node */
     int      node;             /* -1: not set */
     int      nodes;            /* -1: not set */

@@ -9,6 +9,10 @@
  * at each), so a slot read for e shows e or e+1, and a vt of e+1 only
  * invalidates more, which is safe.
  *
+ * With FTSVM_CHECK_HOMES a barrier takes two rounds, and between them,
+ * with every release of every node complete, each node compares both homes
+ * of its primary pages (check.c).
+ *
  * A thread that returns while the others wait is no longer waited for
  * (hlrc_thread_left wakes them to count again).
  */
@@ -113,7 +117,14 @@ int hlrc_barrier(void)
         if (!hlrc.bar_leader && hlrc.bar_arrived >= runtime_threads_running()) {
             hlrc.bar_leader = 1;
             pthread_mutex_unlock(&hlrc.bar_lock);
-            status = barrier_node(epoch + 1);
+            status = barrier_node(++hlrc.bar_round);
+            if (status == FTSVM_OK && hlrc_checking_homes()) {
+                int ret;
+
+                status = hlrc_check_homes();
+                ret = barrier_node(++hlrc.bar_round);   /* nobody writes while others check */
+                status = (status == FTSVM_OK) ? ret : status;
+            }
             pthread_mutex_lock(&hlrc.bar_lock);
             hlrc.bar_status  = status;
             hlrc.bar_arrived = 0;

@@ -14,6 +14,8 @@ static const char *const stat_names[HLRC_STAT_COUNT] = {
     [HLRC_STAT_DIFFS] = "diffs",                 [HLRC_STAT_DIFF_BYTES] = "diff_bytes",
     [HLRC_STAT_NOTICES_SENT] = "notices_sent",   [HLRC_STAT_INVALIDATIONS] = "invalidations",
     [HLRC_STAT_MERGES] = "merges",               [HLRC_STAT_BARRIERS] = "barriers",
+    [HLRC_STAT_SECONDARY_DIFFS] = "secondary_diffs",
+    [HLRC_STAT_HOME_CHECKS] = "home_checks",
 };
 
 int hlrc_init(void)
@@ -27,7 +29,11 @@ int hlrc_init(void)
     hlrc.nodes      = rt->config.nodes;
     hlrc.ring_bytes = rt->config.notice_log;
     hlrc.interval   = 1;
-    pthread_mutex_init(&hlrc.release_lock, NULL);
+    hlrc.replicated  = (replica_count() == 2);
+    hlrc.check_homes = rt->config.check_homes;
+    pthread_mutex_init(&hlrc.close_lock, NULL);
+    pthread_mutex_init(&hlrc.prop_lock, NULL);
+    pthread_cond_init(&hlrc.prop_cond, NULL);
     pthread_mutex_init(&hlrc.vt_lock, NULL);
     atomic_flag_clear(&hlrc.update_lock);
 

@@ -13,7 +13,10 @@
 
 /* Transport regions the module needs, known once the job size is. */
 #define HLRC_NREGIONS 4
+/* After replica_init (the placement sizes the home store). */
 int  hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_NREGIONS]);
+/* nblocks for replica_init: blocks of FTSVM_HOME_BLOCK pages in the region */
+size_t hlrc_blocks(const ftsvm_config_t *config);
 
 /* After the transport is up with those regions as regions 0..3. */
 int  hlrc_init(void);
@@ -31,5 +34,11 @@ int   hlrc_barrier(void);
 int  hlrc_release(void);
 int  hlrc_acquire(const uint64_t *vt);
 void hlrc_vt_copy(uint64_t *vt);
+
+/* FTSVM_CHECK_HOMES: compare both homes of every page this node is primary
+ * of; call only when no node is releasing (between two barriers).
+ * FTSVM_EPROTO when they differ (logged per page). */
+int  hlrc_check_homes(void);
+int  hlrc_checking_homes(void);
 
 #endif

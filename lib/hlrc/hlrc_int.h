@@ -9,10 +9,12 @@
  *   application);
  * - twins: one page-sized slot per shared page, touched only when used;
  * - the home store, in transport regions: the home copies of the pages this
- *   node is home of, and per page and writer the applied / pending words.
+ *   node is primary or secondary home of, and per page and writer the
+ *   applied / pending words.
  *
- * Placement: one home per page today (hlrc_home_of). The replication issue
- * makes it a primary and a secondary; every use goes through that function.
+ * Placement: a primary and a secondary home per block of pages, from the
+ * table of lib/replica (hlrc_home, hlrc_home_index); FTSVM_REPLICAS=1 keeps
+ * the primary only.
  */
 #ifndef FTSVM_HLRC_INT_H
 #define FTSVM_HLRC_INT_H
@@ -21,6 +23,7 @@
 #include "hlrc.h"
 #include "common/stats.h"
 #include "rdma/rdma.h"
+#include "replica/replica.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -32,7 +35,7 @@
 /* transport regions of the module */
 enum {
     HLRC_REGION_HOME,      /* home copies, HLRC_PAGE_SIZE each */
-    HLRC_REGION_META,      /* per home page: applied[nodes], pending[nodes] */
+    HLRC_REGION_META,      /* per home page and writer j: applied[j], pending[j] */
     HLRC_REGION_NOTICES,   /* write-notice rings, one per writer, and their tails */
     HLRC_REGION_BARRIER,   /* per node: epoch, vt[nodes] */
     HLRC_REGION_COUNT
@@ -70,6 +73,7 @@ enum {
     HLRC_STAT_READ_FAULTS, HLRC_STAT_WRITE_FAULTS, HLRC_STAT_FETCHES, HLRC_STAT_FETCH_RETRIES,
     HLRC_STAT_ZERO_FILLS, HLRC_STAT_RELEASES, HLRC_STAT_DIFFS, HLRC_STAT_DIFF_BYTES,
     HLRC_STAT_NOTICES_SENT, HLRC_STAT_INVALIDATIONS, HLRC_STAT_MERGES, HLRC_STAT_BARRIERS,
+    HLRC_STAT_SECONDARY_DIFFS, HLRC_STAT_HOME_CHECKS,
     HLRC_STAT_COUNT
 };
 
@@ -91,13 +95,22 @@ typedef struct hlrc {
     size_t             home_pages;    /* pages homed per node (the largest share) */
 
     /* intervals (node-wide: all threads of a node share them) */
-    pthread_mutex_t    release_lock;  /* one release at a time per node */
+    pthread_mutex_t    close_lock;    /* intervals close (and announce) in order */
     atomic_flag        update_lock;
     uint32_t          *updates;       /* pages written in the open interval */
     size_t             nupdates;
     uint64_t           interval;      /* the open interval, from 1 */
     pthread_mutex_t    vt_lock;
     uint64_t          *vt;            /* nodes: last interval of j seen here */
+
+    /* propagation (propagate.c): releases of one node run concurrently;
+     * their markers and their ends are taken in interval order */
+    pthread_mutex_t    prop_lock;
+    pthread_cond_t     prop_cond;
+    uint64_t           phase_done[2]; /* every interval up to it has ended phase 1 / both */
+    int                prop_status;   /* the first failure of a propagation */
+    int                replicated;    /* two homes per page */
+    int                check_homes;   /* FTSVM_CHECK_HOMES */
 
     /* write notices */
     size_t             ring_bytes;    /* per writer, in every node's region */
@@ -111,6 +124,7 @@ typedef struct hlrc {
     unsigned           bar_arrived;
     int                bar_leader;
     uint64_t           bar_epoch;     /* barriers completed by this node */
+    uint64_t           bar_round;     /* rounds of the slots (a checked barrier takes two) */
     int                bar_status;
 
     /* shared allocation: collective area from the bottom, then one malloc
@@ -129,21 +143,24 @@ typedef struct hlrc {
 
 extern hlrc_t hlrc;
 
-/* placement (region.c) */
-static inline int hlrc_home_of(size_t page)
+/* placement: which = REPLICA_PRIMARY or REPLICA_SECONDARY */
+static inline int hlrc_home(size_t page, int which)
 {
-    return (int)((page / hlrc.home_block) % (size_t)hlrc.nodes);
+    return replica_home(page / hlrc.home_block, which);
 }
 
-static inline size_t hlrc_home_index(size_t page)
+/* the page's index in that home's store */
+static inline size_t hlrc_home_index(size_t page, int which)
 {
-    return (page / hlrc.home_block / (size_t)hlrc.nodes) * hlrc.home_block +
+    return replica_slot(page / hlrc.home_block, which) * hlrc.home_block +
            page % hlrc.home_block;
 }
 
-static inline uint64_t hlrc_meta_offset(size_t page)
+/* meta words of a home page: applied[j] at 2j, pending[j] at 2j + 1, so that
+ * one 16-byte write marks an interval applied and clears its pending entry */
+static inline uint64_t hlrc_meta_offset(size_t page, int which)
 {
-    return hlrc_home_index(page) * 2u * (uint64_t)hlrc.nodes * 8u;
+    return hlrc_home_index(page, which) * 2u * (uint64_t)hlrc.nodes * 8u;
 }
 
 static inline void hlrc_update_lock(void)
@@ -191,8 +208,24 @@ void hlrc_page_put(size_t page, uint8_t state);
 
 /* home.c */
 int  hlrc_fetch(size_t page, uint8_t *dst);
-int  hlrc_home_write_runs(size_t page, const uint8_t *diff, size_t size);
-int  hlrc_home_mark_applied(size_t page, uint64_t interval);
+int  hlrc_home_set_pending(size_t page, int which, uint64_t interval);
+int  hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t size);
+int  hlrc_home_mark_applied(size_t page, int which, uint64_t interval);
+/* the meta words (2 x nodes) and the copy of one home, read once */
+int  hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy);
+
+/* propagate.c: one release's diffs, kept until both phases end */
+typedef struct page_diff {
+    uint32_t page;
+    uint32_t size;
+    uint8_t *bytes;
+} page_diff_t;
+
+int  hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages);
+/* wait until every interval of this node up to `interval` has ended both
+ * phases (or a propagation failed: its status) */
+int  hlrc_propagation_wait(uint64_t interval);
+void hlrc_propagation_fail(int status);
 
 /* notices.c */
 int  hlrc_notices_init(void);

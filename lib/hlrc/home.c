@@ -1,18 +1,22 @@
 /*
- * The home side of a page (DESIGN.md sections 3, 4 and 5.4): fetching a
- * copy, and writing diff runs and applied words into the home store with
- * one-sided operations (no work by the home's CPU).
+ * The home side of a page (DESIGN.md sections 3, 5.2 and 5.4): fetching a
+ * copy, and writing pending words, diff runs and applied words into a home
+ * store with one-sided operations (no work by the home's CPU). A node that
+ * is itself a home of the page writes its own store with plain stores, in
+ * the same order.
  *
- * Per home page, the meta region holds applied[j] (last interval of writer j
- * fully applied here) then pending[j] (interval of j being written now; 0
- * when none, and always 0 until replication uses it).
+ * Per home page, the meta region holds for each writer j applied[j] (last
+ * interval of j fully applied here) and pending[j] (interval of j being
+ * written now, 0 when none).
  *
  * A fetched copy is accepted only when (1) it includes every interval the
  * reader requires (applied[j] >= required[j]), (2) no pending entry is set,
  * and (3) the meta words read before and after the page are identical, so
  * that no writer's interval started or ended while the page was read. A
- * copy that fails is read again: the writer is in the middle of a release,
- * which takes microseconds.
+ * pending entry of a live writer means it is in the middle of a release
+ * (microseconds): read again. A copy with a pending entry is never used,
+ * even of a live writer: a void interval's partial writes must reach no node
+ * but its writer (guarantee 3).
  */
 #include "hlrc_int.h"
 #include "common/clock.h"
@@ -28,53 +32,99 @@
 
 static __thread uint64_t *fetch_meta;   /* 2 x 2 x nodes words, this thread's */
 
-static int hlrc_read_meta(int home, size_t page, uint64_t *meta)
+static uint64_t *local_meta(size_t page, int which)
+{
+    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
+                        hlrc_meta_offset(page, which));
+}
+
+static uint8_t *local_copy(size_t page, int which)
+{
+    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) +
+           hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
+}
+
+static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
 {
     size_t words = 2u * (size_t)hlrc.nodes, i;
+    int home = hlrc_home(page, which);
     const uint64_t *local;
 
     if (home != hlrc.node) {
-        return rdma_get(hlrc.rdma, home, HLRC_REGION_META, hlrc_meta_offset(page), meta,
-                        words * 8u);
+        return rdma_get(hlrc.rdma, home, HLRC_REGION_META, hlrc_meta_offset(page, which),
+                        meta, words * 8u);
     }
-    local = (const uint64_t *)((const uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
-                               hlrc_meta_offset(page));
+    local = local_meta(page, which);
     for (i = 0; i < words; i++) {
         meta[i] = __atomic_load_n(&local[i], __ATOMIC_ACQUIRE);
     }
     return FTSVM_OK;
 }
 
-static int hlrc_read_page(int home, size_t page, uint8_t *dst)
+static int hlrc_read_page(size_t page, int which, uint8_t *dst)
 {
-    uint64_t offset = hlrc_home_index(page) * HLRC_PAGE_SIZE;
+    int home = hlrc_home(page, which);
 
     if (home != hlrc.node) {
-        return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME, offset, dst, HLRC_PAGE_SIZE);
+        return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME,
+                        hlrc_home_index(page, which) * HLRC_PAGE_SIZE, dst, HLRC_PAGE_SIZE);
     }
-    memcpy(dst, (const uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) + offset,
-           HLRC_PAGE_SIZE);
+    memcpy(dst, local_copy(page, which), HLRC_PAGE_SIZE);
+    /* the meta words read after the page are read after it */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return FTSVM_OK;
 }
 
-static int hlrc_meta_acceptable(size_t page, const uint64_t *meta)
+int hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy)
+{
+    int status = hlrc_read_meta(page, which, meta);
+
+    return (status == FTSVM_OK && copy != NULL) ? hlrc_read_page(page, which, copy) : status;
+}
+
+/* 1: acceptable; 0: read again; a negative status: never acceptable */
+static int hlrc_meta_acceptable(size_t page, int home, const uint64_t *meta)
 {
     const uint64_t *required = hlrc.required + page * (size_t)hlrc.nodes;
-    int j;
+    int j, ok = 1;
 
     for (j = 0; j < hlrc.nodes; j++) {
-        if (meta[j] < required[j] || meta[hlrc.nodes + j] != 0) {
-            return 0;
+        uint64_t applied = meta[2 * j], pending = meta[2 * j + 1];
+
+        if (pending != 0 && j != hlrc.node && !rdma_peer_alive(hlrc.rdma, j)) {
+            /* replica_resolve decides; wiring it to failures is the
+             * failure-handling step (DESIGN.md section 7) */
+            ftsvm_error("page 0x%zx at node %d: node %d failed while writing interval %llu "
+                        "there, and resolving it is not built yet", page, home, j,
+                        (unsigned long long)pending);
+            return FTSVM_EPEER;
+        }
+        if (applied < required[j] || pending != 0) {
+            ok = 0;
         }
     }
-    return 1;
+    return ok;
+}
+
+/* Which home to read: our own store when we are a home (no transfer), else
+ * the primary, else (it failed) the secondary. */
+static int hlrc_fetch_source(size_t page, int failed_primary)
+{
+    if (!failed_primary && hlrc_home(page, REPLICA_PRIMARY) == hlrc.node) {
+        return REPLICA_PRIMARY;
+    }
+    if (hlrc_home(page, REPLICA_SECONDARY) == hlrc.node ||
+        (hlrc_home(page, REPLICA_SECONDARY) >= 0 &&
+         (failed_primary || !rdma_peer_alive(hlrc.rdma, hlrc_home(page, REPLICA_PRIMARY))))) {
+        return REPLICA_SECONDARY;
+    }
+    return REPLICA_PRIMARY;
 }
 
 int hlrc_fetch(size_t page, uint8_t *dst)
 {
     size_t words = 2u * (size_t)hlrc.nodes;
-    int home = hlrc_home_of(page), status;
+    int which = hlrc_fetch_source(page, 0), home, status, ok;
     uint64_t deadline = 0, *before, *after;
     unsigned round = 0;
 
@@ -91,15 +141,26 @@ int hlrc_fetch(size_t page, uint8_t *dst)
     before = fetch_meta;
     after  = fetch_meta + words;
     for (;;) {
-        status = hlrc_read_meta(home, page, before);
-        if (status == FTSVM_OK && hlrc_meta_acceptable(page, before)) {
-            status = hlrc_read_page(home, page, dst);
+        home = hlrc_home(page, which);
+        ok = 0;
+        status = hlrc_read_meta(page, which, before);
+        if (status == FTSVM_OK) {
+            ok = hlrc_meta_acceptable(page, home, before);
+            status = (ok < 0) ? ok : FTSVM_OK;
+        }
+        if (ok == 1) {
+            status = hlrc_read_page(page, which, dst);
             if (status == FTSVM_OK) {
-                status = hlrc_read_meta(home, page, after);
+                status = hlrc_read_meta(page, which, after);
             }
             if (status == FTSVM_OK && memcmp(before, after, words * 8u) == 0) {
                 return FTSVM_OK;
             }
+        }
+        if (status == FTSVM_EPEER && which == REPLICA_PRIMARY &&
+            hlrc_home(page, REPLICA_SECONDARY) >= 0 && !rdma_peer_alive(hlrc.rdma, home)) {
+            which = REPLICA_SECONDARY;   /* the primary failed: its twin has the page */
+            continue;
         }
         if (status != FTSVM_OK) {
             ftsvm_error("fetch of page 0x%zx from node %d failed: %s", page, home,
@@ -118,19 +179,34 @@ int hlrc_fetch(size_t page, uint8_t *dst)
     }
 }
 
+int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
+{
+    int home = hlrc_home(page, which);
+    uint64_t offset = hlrc_meta_offset(page, which) + ((uint64_t)hlrc.node * 2u + 1u) * 8u;
+
+    if (home != hlrc.node) {
+        return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, &interval, 8);
+    }
+    __atomic_store_n(&local_meta(page, which)[2 * hlrc.node + 1], interval, __ATOMIC_RELAXED);
+    /* the entry is visible before any run written after it (a local reader
+     * then sees the meta change across its read of the page) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return FTSVM_OK;
+}
+
 /* The runs go straight into the home copy. Ordering: the caller flushes
  * before it marks the interval applied, so that a reader who sees applied[j]
  * also sees every run of that interval. */
-int hlrc_home_write_runs(size_t page, const uint8_t *diff, size_t size)
+int hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t size)
 {
-    int home = hlrc_home_of(page), ret, status = FTSVM_OK;
-    uint64_t offset = hlrc_home_index(page) * HLRC_PAGE_SIZE;
-    uint8_t *local = (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) + offset;
+    int home = hlrc_home(page, which), ret, status = FTSVM_OK;
+    uint64_t offset = hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
+    uint8_t *local = (home == hlrc.node) ? local_copy(page, which) : NULL;
     hlrc_run_t run = {0};
     size_t pos = 0;
 
     while ((ret = hlrc_diff_next(diff, size, &pos, &run)) == 1) {
-        if (home == hlrc.node) {
+        if (local != NULL) {
             memcpy(local + run.offset, run.bytes, run.length);
         } else {
             status = rdma_put(hlrc.rdma, home, HLRC_REGION_HOME, offset + run.offset,
@@ -143,17 +219,19 @@ int hlrc_home_write_runs(size_t page, const uint8_t *diff, size_t size)
     return (ret < 0) ? ret : FTSVM_OK;
 }
 
-int hlrc_home_mark_applied(size_t page, uint64_t interval)
+/* applied[me] = interval and pending[me] = 0 in one write */
+int hlrc_home_mark_applied(size_t page, int which, uint64_t interval)
 {
-    int home = hlrc_home_of(page);
-    uint64_t offset = hlrc_meta_offset(page) + (uint64_t)hlrc.node * 8u;
-    uint64_t *local;
+    int home = hlrc_home(page, which);
+    uint64_t offset = hlrc_meta_offset(page, which) + (uint64_t)hlrc.node * 2u * 8u;
+    uint64_t words[2] = { interval, 0 }, *local;
 
     if (home != hlrc.node) {
-        return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, &interval, 8);
+        return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, words, sizeof(words));
     }
-    /* release: the runs written above are visible before the word */
-    local = (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) + offset);
-    __atomic_store_n(local, interval, __ATOMIC_RELEASE);
+    /* release: the runs written above are visible before the words */
+    local = local_meta(page, which) + 2 * hlrc.node;
+    __atomic_store_n(&local[0], interval, __ATOMIC_RELEASE);
+    __atomic_store_n(&local[1], 0, __ATOMIC_RELEASE);
     return FTSVM_OK;
 }

@@ -2,17 +2,21 @@
  * Intervals, release and acquire (DESIGN.md section 4).
  *
  * Release of interval k (all threads of a node share the open interval):
- *   1. close k: take the update list, open k+1;
+ *   1. close k: take the update list, open k+1 (close_lock: intervals close
+ *      and are announced in order);
  *   2. page locking: every page of k goes busy and read-only, so a write made
  *      after the close waits (fault.c) instead of slipping into k's diffs or
  *      into nothing;
- *   3. diff each page against its twin (computed once);
- *   4. broadcast k's write notices to every node, flushed;
- *   5. write all runs to the homes, flush; then applied[me] = k at every
- *      page's home, flush (a reader who sees applied sees the runs);
- *   6. vt[me] = k; the pages become read-only valid copies.
- * Releases of one node run one at a time (release_lock), so a release
- * returns only when every earlier interval of the node is at the homes.
+ *   3. broadcast k's write notices to every node, flushed;
+ *   4. diff each page against its twin (computed once, kept until both
+ *      phases end);
+ *   5. two-phase propagation to the primary, then the secondary homes
+ *      (propagate.c);
+ *   6. the pages become read-only valid copies; vt[me] rises to the last
+ *      interval that, with every earlier one, has ended both phases.
+ * Threads of one node release concurrently from step 4 on; a release
+ * returns only when every interval of the node up to its own has ended both
+ * phases (an empty release waits for those in flight, too).
  *
  * Acquire with a vector timestamp V (from a lock or a barrier): for every
  * writer j with V[j] > vt[j], the notices of j's intervals in (vt[j], V[j]]
@@ -28,33 +32,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-typedef struct page_diff {
-    uint32_t page;
-    uint32_t size;
-    uint8_t *bytes;
-} page_diff_t;
-
-static int hlrc_propagate(uint64_t interval, const uint32_t *pages, size_t npages,
-                          page_diff_t *diffs)
+static void release_pages(const uint32_t *pages, size_t npages)
 {
     size_t i;
-    int status;
 
-    status = hlrc_notices_publish(interval, pages, npages);
-    for (i = 0; status == FTSVM_OK && i < npages; i++) {
-        status = hlrc_home_write_runs(diffs[i].page, diffs[i].bytes, diffs[i].size);
+    for (i = 0; i < npages; i++) {
+        hlrc_page_put(pages[i], PAGE_READ);
     }
-    /* all runs at every home before any applied word moves */
-    if (status == FTSVM_OK) {
-        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
-    }
-    for (i = 0; status == FTSVM_OK && i < npages; i++) {
-        status = hlrc_home_mark_applied(diffs[i].page, interval);
-    }
-    if (status == FTSVM_OK) {
-        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
-    }
-    return status;
 }
 
 int hlrc_release(void)
@@ -62,11 +46,11 @@ int hlrc_release(void)
     uint8_t scratch[HLRC_DIFF_MAX];
     page_diff_t *diffs = NULL;
     uint32_t *pages = NULL;
-    uint64_t interval;
+    uint64_t interval, ended;
     size_t npages, i;
     int status = FTSVM_OK;
 
-    pthread_mutex_lock(&hlrc.release_lock);
+    pthread_mutex_lock(&hlrc.close_lock);
     hlrc_update_lock();
     npages = hlrc.nupdates;
     interval = hlrc.interval;
@@ -79,20 +63,29 @@ int hlrc_release(void)
         }
     }
     hlrc_update_unlock();
-    if (npages == 0) {
-        goto out;
-    }
-    diffs = calloc(npages, sizeof(*diffs));
-    if (pages == NULL || diffs == NULL) {
-        ftsvm_error("cannot allocate a release of %zu pages", npages);
-        status = FTSVM_ENOMEM;
-        goto out;
+    if (npages == 0 || pages == NULL) {
+        pthread_mutex_unlock(&hlrc.close_lock);
+        if (npages > 0) {
+            ftsvm_error("cannot allocate a release of %zu pages", npages);
+            return FTSVM_ENOMEM;   /* the interval stays open */
+        }
+        /* nothing of ours to write, but earlier intervals of the node (other
+         * threads') must be at both homes before this release counts */
+        status = hlrc_propagation_wait(interval - 1);
+        goto out_vt;
     }
     stats_add(&hlrc.stats, HLRC_STAT_RELEASES, 1);
     for (i = 0; i < npages; i++) {
         /* page locking: later writes wait until propagation ends */
         hlrc_page_take(pages[i]);
         hlrc_protect(pages[i], PROT_READ);
+    }
+    status = hlrc_notices_publish(interval, pages, npages);
+    pthread_mutex_unlock(&hlrc.close_lock);
+
+    diffs = calloc(npages, sizeof(*diffs));
+    if (diffs == NULL) {
+        status = FTSVM_ENOMEM;
     }
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
         diffs[i].page  = pages[i];
@@ -109,26 +102,34 @@ int hlrc_release(void)
         stats_add(&hlrc.stats, HLRC_STAT_DIFF_BYTES, diffs[i].size);
     }
     if (status == FTSVM_OK) {
-        status = hlrc_propagate(interval, pages, npages, diffs);
+        status = hlrc_propagate(interval, diffs, npages);
+    } else {
+        hlrc_propagation_fail(status);   /* later intervals must not wait for this one */
     }
     /* pages first, vt after: an acquire holding vt_lock may be waiting for
      * one of these pages */
-    for (i = 0; i < npages; i++) {
-        hlrc_page_put(pages[i], PAGE_READ);
+    release_pages(pages, npages);
+    for (i = 0; diffs != NULL && i < npages; i++) {
         free(diffs[i].bytes);
     }
-    if (status == FTSVM_OK) {
-        pthread_mutex_lock(&hlrc.vt_lock);
-        hlrc.vt[hlrc.node] = interval;
-        pthread_mutex_unlock(&hlrc.vt_lock);
-    } else {
-        ftsvm_error("release of interval %llu failed: %s", (unsigned long long)interval,
-                    ftsvm_strerror(status));
-    }
-out:
-    pthread_mutex_unlock(&hlrc.release_lock);
     free(diffs);
     free(pages);
+    if (status != FTSVM_OK) {
+        ftsvm_error("release of interval %llu failed: %s", (unsigned long long)interval,
+                    ftsvm_strerror(status));
+        return status;
+    }
+out_vt:
+    if (status == FTSVM_OK) {
+        pthread_mutex_lock(&hlrc.prop_lock);
+        ended = hlrc.phase_done[1];
+        pthread_mutex_unlock(&hlrc.prop_lock);
+        pthread_mutex_lock(&hlrc.vt_lock);
+        if (hlrc.vt[hlrc.node] < ended) {
+            hlrc.vt[hlrc.node] = ended;
+        }
+        pthread_mutex_unlock(&hlrc.vt_lock);
+    }
     return status;
 }
 

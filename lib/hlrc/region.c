@@ -27,10 +27,9 @@ hlrc_t hlrc;
 
 int hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_NREGIONS])
 {
-    size_t npages = config->shared_size / HLRC_PAGE_SIZE;
-    size_t block = config->home_block;
-    size_t blocks = (npages + block - 1) / block;
-    size_t home_pages = ((blocks + (size_t)nodes - 1) / (size_t)nodes) * block;
+    /* the busiest node's share of the blocks, as primary or secondary
+     * (replica_init has built the placement) */
+    size_t home_pages = replica_placement.slots_max * config->home_block;
 
     sizes[HLRC_REGION_HOME]    = home_pages * HLRC_PAGE_SIZE;
     sizes[HLRC_REGION_META]    = home_pages * 2u * (size_t)nodes * 8u;
@@ -132,4 +131,11 @@ int hlrc_protect(size_t page, int prot)
         return FTSVM_ESYS;
     }
     return FTSVM_OK;
+}
+
+size_t hlrc_blocks(const ftsvm_config_t *config)
+{
+    size_t npages = config->shared_size / HLRC_PAGE_SIZE;
+
+    return (npages + config->home_block - 1) / config->home_block;
 }

@@ -1,6 +1,141 @@
-/* lib/replica: placement of the primary and secondary homes, two-phase diff
- * propagation, lastRelease/nextRelease markers, recovery of page state
- * (DESIGN.md section 5). Not built yet. */
+/*
+ * lib/replica: the two homes of every page (DESIGN.md section 5): placement,
+ * the lastRelease / nextRelease markers, the decision that resolves a failed
+ * writer's pending entry, and the stop points of the propagation tests.
+ * The two-phase propagation itself is a step of the release (lib/hlrc,
+ * propagate.c); it asks this module where the homes are and writes the
+ * markers through it.
+ */
 #ifndef FTSVM_REPLICA_H
 #define FTSVM_REPLICA_H
+
+#include "config.h"
+#include "rdma/rdma.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* transport regions of the module: the markers of the nodes this node backs up */
+#define REPLICA_NREGIONS 1
+
+enum { REPLICA_PRIMARY = 0, REPLICA_SECONDARY = 1 };
+
+/* ---- placement (placement.c) ----
+ * Blocks (FTSVM_HOME_BLOCK pages) are placed by a table of `period` rows
+ * that repeats over the region: row r has a primary and a secondary home and
+ * the slot of the block in each home's store. Every node has the table; it
+ * changes only at a view change. */
+typedef struct replica_row {
+    int32_t  home[2];          /* node, or -1 when the block has no such home */
+    uint32_t slot[2];          /* the block's index among that home's blocks of the period */
+} replica_row_t;
+
+typedef struct replica_placement {
+    int            replicas;   /* 1 or 2 (2 needs 2 nodes) */
+    int            nodes;
+    size_t         period;     /* rows */
+    size_t         period_slots;   /* blocks each node homes per period */
+    size_t         slots_max;      /* blocks the busiest node homes over the region */
+    replica_row_t *rows;
+    int           *backup;     /* per node: the node holding its markers, -1 when none */
+} replica_placement_t;
+
+extern replica_placement_t replica_placement;
+
+/* Build the table for `nblocks` blocks over nodes 0..nodes-1 with the
+ * configured FTSVM_REPLICAS; before the transport is up (it sizes the home
+ * store). */
+int  replica_placement_build(replica_placement_t *placement, int replicas, int nodes,
+                             size_t nblocks);
+void replica_placement_free(replica_placement_t *placement);
+
+static inline int replica_home(size_t block, int which)
+{
+    const replica_placement_t *p = &replica_placement;
+
+    return (which < p->replicas) ? p->rows[block % p->period].home[which] : -1;
+}
+
+static inline size_t replica_slot(size_t block, int which)
+{
+    const replica_placement_t *p = &replica_placement;
+
+    return (block / p->period) * p->period_slots + p->rows[block % p->period].slot[which];
+}
+
+static inline int replica_count(void)
+{
+    return replica_placement.replicas;
+}
+
+/* ---- start and stop (replica.c) ---- */
+int  replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nblocks);
+void replica_region_sizes(int nodes, size_t sizes[REPLICA_NREGIONS]);
+/* once the transport is up, with the module's regions from `region` on */
+int  replica_start(rdma_ctx_t *rdma, unsigned region);
+void replica_fini(void);
+
+/* ---- markers (markers.c) ----
+ * lastRelease(P) and nextRelease(P) live at P's backup node. */
+enum { REPLICA_LAST_RELEASE = 0, REPLICA_NEXT_RELEASE = 1 };
+/* Write one of this node's markers at its backup (not flushed). */
+int replica_marker_put(int which, uint64_t interval);
+/* Read node P's markers from its backup. */
+int replica_markers_read(int node, uint64_t *last_p, uint64_t *next_p);
+
+/* ---- resolving a writer's entries on one page (resolve.c, DESIGN.md 5.4) ---- */
+typedef struct replica_words {
+    uint64_t applied;          /* applied[W] at that home */
+    uint64_t pending;          /* pending[W] at that home, 0 when none */
+} replica_words_t;
+
+typedef enum replica_verdict {
+    REPLICA_NOTHING,           /* both homes agree on W: nothing to do */
+    REPLICA_WAIT,              /* W is alive and in the middle of a release: read again */
+    REPLICA_ROLL_BACK,         /* case 1: W's interval never happened; the secondary
+                                * holds the page without it: copy it to the primary */
+    REPLICA_COMPLETE,          /* case 2: W's interval is whole at the primary: mark it
+                                * applied there, then copy the primary to the secondary */
+    REPLICA_COPY_FROM_PRIMARY, /* phase 2 interrupted: copy the primary to the secondary */
+    REPLICA_INCONSISTENT,      /* no run of the protocol leaves these words */
+} replica_verdict_t;
+
+replica_verdict_t replica_resolve(int writer_alive, const replica_words_t *primary,
+                                  const replica_words_t *secondary, uint64_t last_release,
+                                  uint64_t next_release);
+const char *replica_verdict_name(replica_verdict_t verdict);
+
+/* ---- stop points (stop.c): FTSVM_STOP_AT, for the propagation tests ---- */
+typedef enum replica_stop_point {
+    REPLICA_STOP_NONE,
+    REPLICA_STOP_BEFORE_PHASE1,    /* the release's diffs are made, nothing written */
+    REPLICA_STOP_PHASE1_PENDING,   /* pending set at every primary */
+    REPLICA_STOP_PHASE1_DIFFS,     /* the diffs of the first k pages at their primaries */
+    REPLICA_STOP_NEXT_RELEASE,     /* nextRelease = the interval */
+    REPLICA_STOP_PHASE1_APPLIED,   /* primaries' applied set, pending cleared */
+    REPLICA_STOP_PHASE2_PENDING,
+    REPLICA_STOP_PHASE2_DIFFS,
+    REPLICA_STOP_PHASE2_APPLIED,
+    REPLICA_STOP_LAST_RELEASE,     /* lastRelease = the interval */
+    REPLICA_STOP_COUNT
+} replica_stop_point_t;
+
+typedef struct replica_stop {
+    replica_stop_point_t point;
+    unsigned             pages;      /* k, for the *_DIFFS points */
+    int                  node;
+    uint64_t             interval;   /* 0: the first release that reaches the point */
+} replica_stop_t;
+
+/* "<point>[:<k>]@<node>[#<interval>]", e.g. "phase1-diffs:2@1#3"; "" is none. */
+int  replica_stop_parse(const char *spec, int nodes, replica_stop_t *stop_p);
+const char *replica_stop_name(replica_stop_point_t point);
+/* Called by the release at each point: when it is the configured one, flush
+ * everything written so far and stop this process (SIGSTOP). `pages` is the
+ * number of pages done for the *_DIFFS points. */
+void replica_stop_check(replica_stop_point_t point, uint64_t interval, size_t pages);
+/* 1 when a *_DIFFS point may fire in this release (the caller then checks
+ * after every page). */
+int  replica_stop_armed(replica_stop_point_t point, uint64_t interval);
+
 #endif

@@ -1,0 +1,166 @@
+/*
+ * Two-phase diff propagation (DESIGN.md 5.2, seed 002 section 4): the diffs
+ * of interval k of this node P go to the primary homes of its pages, then
+ * to the secondary homes, each phase as one batch:
+ *
+ *   phase 1: pending[P] = k at every primary; fence; the diff runs; flush;
+ *            nextRelease(P) = k at P's backup; flush      <- k is durable
+ *            applied[P] = k, pending[P] = 0 at every primary; flush
+ *   phase 2: the same at every secondary, lastRelease(P) = k last.
+ *
+ * nextRelease sits between "every primary has k's runs" and "their words
+ * say so", so a failure of P is classified by the markers alone: before it,
+ * k is void (case 1) and the primaries' pending entries say which pages to
+ * roll back; after it, k is complete (cases 2 and 3).
+ *
+ * Releases of one node run concurrently (their pages are disjoint: page
+ * locking), but each marker is written in interval order: k's marker waits
+ * until every earlier interval has written its own, and k's primaries keep
+ * their pending entries until then. So a marker never names an interval
+ * whose predecessor is unfinished, and a later interval never looks complete
+ * while an earlier one can still be void.
+ *
+ * FTSVM_REPLICAS=1 is the single-home protocol: runs, flush, applied, flush;
+ * no pending entries and no markers.
+ */
+#include "hlrc_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+enum { PHASE_1 = 0, PHASE_BOTH = 1 };
+
+static const replica_stop_point_t stop_points[2][4] = {
+    /* pending, diffs, applied, marker */
+    { REPLICA_STOP_PHASE1_PENDING, REPLICA_STOP_PHASE1_DIFFS, REPLICA_STOP_PHASE1_APPLIED,
+      REPLICA_STOP_NEXT_RELEASE },
+    { REPLICA_STOP_PHASE2_PENDING, REPLICA_STOP_PHASE2_DIFFS, REPLICA_STOP_PHASE2_APPLIED,
+      REPLICA_STOP_LAST_RELEASE },
+};
+
+/* Wait until every interval before `interval` has passed `step`. */
+static int turn_wait(int step, uint64_t interval)
+{
+    int status;
+
+    pthread_mutex_lock(&hlrc.prop_lock);
+    while (hlrc.phase_done[step] + 1 < interval && hlrc.prop_status == FTSVM_OK) {
+        pthread_cond_wait(&hlrc.prop_cond, &hlrc.prop_lock);
+    }
+    status = hlrc.prop_status;
+    pthread_mutex_unlock(&hlrc.prop_lock);
+    return status;
+}
+
+static void turn_end(int step, uint64_t interval)
+{
+    pthread_mutex_lock(&hlrc.prop_lock);
+    hlrc.phase_done[step] = interval;
+    pthread_cond_broadcast(&hlrc.prop_cond);
+    pthread_mutex_unlock(&hlrc.prop_lock);
+}
+
+void hlrc_propagation_fail(int status)
+{
+    pthread_mutex_lock(&hlrc.prop_lock);
+    if (hlrc.prop_status == FTSVM_OK) {
+        hlrc.prop_status = status;
+    }
+    pthread_cond_broadcast(&hlrc.prop_cond);
+    pthread_mutex_unlock(&hlrc.prop_lock);
+}
+
+int hlrc_propagation_wait(uint64_t interval)
+{
+    int status;
+
+    pthread_mutex_lock(&hlrc.prop_lock);
+    while (hlrc.phase_done[PHASE_BOTH] < interval && hlrc.prop_status == FTSVM_OK) {
+        pthread_cond_wait(&hlrc.prop_cond, &hlrc.prop_lock);
+    }
+    status = hlrc.prop_status;
+    pthread_mutex_unlock(&hlrc.prop_lock);
+    return status;
+}
+
+/* One phase: `which` names the homes it writes. */
+static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+{
+    const replica_stop_point_t *stop = stop_points[which];
+    int marker = (which == REPLICA_PRIMARY) ? REPLICA_NEXT_RELEASE : REPLICA_LAST_RELEASE;
+    int replicated = hlrc.replicated, status = FTSVM_OK, armed;
+    size_t i;
+
+    if (replicated) {
+        for (i = 0; i < npages && status == FTSVM_OK; i++) {
+            status = hlrc_home_set_pending(diffs[i].page, which, k);
+        }
+        /* every pending entry lands before any run: a home never holds part
+         * of k without saying so */
+        if (status == FTSVM_OK) {
+            status = rdma_fence(hlrc.rdma);
+        }
+        replica_stop_check(stop[0], k, 0);
+    }
+    armed = replica_stop_armed(stop[1], k);
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        status = hlrc_home_write_runs(diffs[i].page, which, diffs[i].bytes, diffs[i].size);
+        if (armed) {
+            replica_stop_check(stop[1], k, i + 1);
+        }
+    }
+    /* every run at every home before a marker or an applied word moves */
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    if (status == FTSVM_OK && replicated && which == REPLICA_PRIMARY) {
+        status = turn_wait(PHASE_1, k);
+        if (status == FTSVM_OK) {
+            status = replica_marker_put(marker, k);
+        }
+        /* k is durable at the backup before any primary drops its pending
+         * entry (else a failure here would leave k half-visible) */
+        if (status == FTSVM_OK) {
+            status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+        }
+        if (status == FTSVM_OK) {
+            turn_end(PHASE_1, k);
+            replica_stop_check(stop[3], k, 0);
+        }
+    }
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        status = hlrc_home_mark_applied(diffs[i].page, which, k);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+        replica_stop_check(stop[2], k, 0);
+    }
+    if (status == FTSVM_OK && (which == REPLICA_SECONDARY || !replicated)) {
+        status = turn_wait(PHASE_BOTH, k);
+        /* not flushed: until it lands, recovery finishes phase 2 from the
+         * primaries, which is what phase 2 wrote anyway */
+        if (status == FTSVM_OK && replicated) {
+            status = replica_marker_put(marker, k);
+            replica_stop_check(stop[3], k, 0);
+        }
+        if (status == FTSVM_OK) {
+            turn_end(PHASE_BOTH, k);
+        }
+    }
+    return status;
+}
+
+int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
+{
+    int status;
+
+    replica_stop_check(REPLICA_STOP_BEFORE_PHASE1, interval, 0);
+    status = phase(interval, diffs, npages, REPLICA_PRIMARY);
+    if (status == FTSVM_OK && hlrc.replicated) {
+        stats_add(&hlrc.stats, HLRC_STAT_SECONDARY_DIFFS, npages);
+        status = phase(interval, diffs, npages, REPLICA_SECONDARY);
+    }
+    if (status != FTSVM_OK) {
+        hlrc_propagation_fail(status);
+    }
+    return status;
+}

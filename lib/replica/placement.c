@@ -1,0 +1,86 @@
+/*
+ * Placement of the two homes (DESIGN.md 5.1).
+ *
+ * Primary of block b: b mod n. Secondary: the primary plus an offset d in
+ * [1, D] that steps with b / n, D = min(n - 1, 64). Over a period of n x D
+ * blocks every node is primary of D blocks and secondary of D blocks, so
+ * both the pages and the diff traffic of the second copy are spread evenly,
+ * and the table stays small (n x D rows) however large the region is.
+ * FTSVM_REPLICAS=1 (or a 1-node job) keeps one home, b mod n, exactly the
+ * placement of the single-home protocol.
+ *
+ * The markers of node P live at its backup, the next node after P.
+ */
+#include "replica.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define REPLICA_MAX_OFFSETS 64
+
+replica_placement_t replica_placement;
+
+int replica_placement_build(replica_placement_t *placement, int replicas, int nodes,
+                            size_t nblocks)
+{
+    size_t n = (size_t)nodes, spread, r, full, tail, *count = NULL, most = 0;
+    replica_placement_t p = { 0 };
+    int which, node;
+
+    if (nodes < 1 || replicas < 1 || replicas > 2 || nblocks == 0) {
+        ftsvm_error("placement of %zu blocks with %d replicas over %d nodes is not possible",
+                    nblocks, replicas, nodes);
+        return FTSVM_EINVAL;
+    }
+    p.replicas = (nodes == 1) ? 1 : replicas;
+    p.nodes    = nodes;
+    spread     = (p.replicas == 1) ? 1 : ((n - 1 < REPLICA_MAX_OFFSETS) ? n - 1
+                                                                        : REPLICA_MAX_OFFSETS);
+    p.period   = n * spread;
+    p.period_slots = (size_t)p.replicas * spread;
+    p.rows   = calloc(p.period, sizeof(*p.rows));
+    p.backup = calloc(n, sizeof(int));
+    count    = calloc(n, sizeof(size_t));
+    if (p.rows == NULL || p.backup == NULL || count == NULL) {
+        ftsvm_error("cannot allocate a placement table of %zu rows", p.period);
+        free(count);
+        replica_placement_free(&p);
+        return FTSVM_ENOMEM;
+    }
+    /* slots are numbered per node in row order, so the blocks a node homes
+     * in the last, partial period are numbered first */
+    full = nblocks / p.period;
+    tail = nblocks % p.period;
+    for (r = 0; r < p.period; r++) {
+        replica_row_t *row = &p.rows[r];
+
+        row->home[REPLICA_PRIMARY]   = (int32_t)(r % n);
+        row->home[REPLICA_SECONDARY] = (p.replicas == 1) ? -1 :
+            (int32_t)((r % n + 1 + (r / n) % spread) % n);
+        for (which = 0; which < p.replicas; which++) {
+            node = row->home[which];
+            row->slot[which] = (uint32_t)count[node]++;
+        }
+        if (r + 1 == tail) {   /* the busiest node's share of the partial period */
+            for (node = 0; node < nodes; node++) {
+                most = (count[node] > most) ? count[node] : most;
+            }
+        }
+    }
+    p.slots_max = full * p.period_slots + most;
+    for (node = 0; node < nodes; node++) {
+        p.backup[node] = (nodes == 1) ? -1 : (node + 1) % nodes;
+    }
+    free(count);
+    *placement = p;
+    return FTSVM_OK;
+}
+
+void replica_placement_free(replica_placement_t *placement)
+{
+    free(placement->rows);
+    free(placement->backup);
+    memset(placement, 0, sizeof(*placement));
+}

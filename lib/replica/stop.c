@@ -1,0 +1,141 @@
+/*
+ * Deterministic stop points (FTSVM_STOP_AT) for the propagation tests: the
+ * configured node stops itself (SIGSTOP) at a named step of a release, after
+ * flushing what it wrote, so that a test can read the homes and markers
+ * exactly as a failure at that step would leave them, then let it go on
+ * (SIGCONT). Unset, a check costs one comparison.
+ */
+#include "replica_int.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const point_names[REPLICA_STOP_COUNT] = {
+    [REPLICA_STOP_NONE]           = "none",
+    [REPLICA_STOP_BEFORE_PHASE1]  = "before-phase1",
+    [REPLICA_STOP_PHASE1_PENDING] = "phase1-pending",
+    [REPLICA_STOP_PHASE1_DIFFS]   = "phase1-diffs",
+    [REPLICA_STOP_NEXT_RELEASE]   = "next-release",
+    [REPLICA_STOP_PHASE1_APPLIED] = "phase1-applied",
+    [REPLICA_STOP_PHASE2_PENDING] = "phase2-pending",
+    [REPLICA_STOP_PHASE2_DIFFS]   = "phase2-diffs",
+    [REPLICA_STOP_PHASE2_APPLIED] = "phase2-applied",
+    [REPLICA_STOP_LAST_RELEASE]   = "last-release",
+};
+
+const char *replica_stop_name(replica_stop_point_t point)
+{
+    return ((unsigned)point < REPLICA_STOP_COUNT) ? point_names[point] : "?";
+}
+
+static int stop_takes_pages(replica_stop_point_t point)
+{
+    return point == REPLICA_STOP_PHASE1_DIFFS || point == REPLICA_STOP_PHASE2_DIFFS;
+}
+
+static int stop_number(const char *spec, const char *what, const char *text, char stop_at,
+                       long long min, long long max, long long *value_p)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != stop_at || v < min || v > max) {
+        ftsvm_error("FTSVM_STOP_AT: '%s': %s must be a number in [%lld, %lld]", spec, what,
+                    min, max);
+        return FTSVM_EINVAL;
+    }
+    *value_p = v;
+    return FTSVM_OK;
+}
+
+int replica_stop_parse(const char *spec, int nodes, replica_stop_t *stop_p)
+{
+    replica_stop_t stop = { REPLICA_STOP_NONE, 0, -1, 0 };
+    const char *at, *hash, *colon;
+    long long v;
+    size_t len;
+    int p;
+
+    if (spec == NULL || spec[0] == '\0') {
+        *stop_p = stop;
+        return FTSVM_OK;
+    }
+    at = strchr(spec, '@');
+    if (at == NULL) {
+        ftsvm_error("FTSVM_STOP_AT: '%s' names no node (<point>[:<k>]@<node>[#<interval>])",
+                    spec);
+        return FTSVM_EINVAL;
+    }
+    colon = memchr(spec, ':', (size_t)(at - spec));
+    len = (size_t)((colon != NULL ? colon : at) - spec);
+    for (p = REPLICA_STOP_BEFORE_PHASE1; p < REPLICA_STOP_COUNT; p++) {
+        if (strlen(point_names[p]) == len && strncmp(spec, point_names[p], len) == 0) {
+            stop.point = (replica_stop_point_t)p;
+        }
+    }
+    if (stop.point == REPLICA_STOP_NONE) {
+        ftsvm_error("FTSVM_STOP_AT: '%s': unknown point (before-phase1, phase1-pending, "
+                    "phase1-diffs:<k>, next-release, phase1-applied, phase2-pending, "
+                    "phase2-diffs:<k>, phase2-applied, last-release)", spec);
+        return FTSVM_EINVAL;
+    }
+    if (stop_takes_pages(stop.point) != (colon != NULL)) {
+        ftsvm_error("FTSVM_STOP_AT: '%s': %s", spec, colon != NULL ?
+                    "only the *-diffs points take a page count" :
+                    "a *-diffs point needs a page count (e.g. phase1-diffs:2)");
+        return FTSVM_EINVAL;
+    }
+    if (colon != NULL) {
+        if (stop_number(spec, "the page count", colon + 1, '@', 1, 1 << 30, &v) != FTSVM_OK) {
+            return FTSVM_EINVAL;
+        }
+        stop.pages = (unsigned)v;
+    }
+    hash = strchr(at, '#');
+    if (stop_number(spec, "the node", at + 1, hash != NULL ? '#' : '\0', 0, nodes - 1,
+                    &v) != FTSVM_OK) {
+        return FTSVM_EINVAL;
+    }
+    stop.node = (int)v;
+    if (hash != NULL) {
+        if (stop_number(spec, "the interval", hash + 1, '\0', 1, 1ll << 62, &v) != FTSVM_OK) {
+            return FTSVM_EINVAL;
+        }
+        stop.interval = (uint64_t)v;
+    }
+    *stop_p = stop;
+    return FTSVM_OK;
+}
+
+int replica_stop_armed(replica_stop_point_t point, uint64_t interval)
+{
+    const replica_stop_t *stop = &replica.stop;
+
+    return stop->point == point && !replica.stopped && stop->node == replica.node &&
+           (stop->interval == 0 || stop->interval == interval);
+}
+
+void replica_stop_check(replica_stop_point_t point, uint64_t interval, size_t pages)
+{
+    if (!replica_stop_armed(point, interval) ||
+        (stop_takes_pages(point) && pages != replica.stop.pages)) {
+        return;
+    }
+    replica.stopped = 1;
+    /* the test reads the homes as a failure here would leave them */
+    rdma_flush(replica.rdma, RDMA_ALL_PEERS);
+    if (stop_takes_pages(point)) {
+        ftsvm_info("stopping at %s:%zu of interval %llu (FTSVM_STOP_AT)",
+                   replica_stop_name(point), pages, (unsigned long long)interval);
+    } else {
+        ftsvm_info("stopping at %s of interval %llu (FTSVM_STOP_AT)",
+                   replica_stop_name(point), (unsigned long long)interval);
+    }
+    raise(SIGSTOP);
+}
