@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Run the application benchmarks.
 #   bench/run_apps.sh BUILD_DIR --check    every app at 1, 2 and 4 nodes x 1-2 threads,
-#                                          small sizes; fails unless every run verifies
+#                                          then at a random shape (2-4 nodes x 1-2 threads,
+#                                          printed), small sizes; fails unless every run
+#                                          verifies (set FTSVM_CHECK_HOMES=y to compare
+#                                          both homes at every barrier as well)
+#   bench/run_apps.sh BUILD_DIR --replicas [runs]
+#                                          per app, time(FTSVM_REPLICAS=2) /
+#                                          time(FTSVM_REPLICAS=1), 4 nodes, interleaved
+#                                          runs (default 5), medians and geometric mean
 #   bench/run_apps.sh BUILD_DIR [runs]     figures: per app, the median time of `runs`
 #                                          interleaved runs (default 5) as pthreads on one
 #                                          process and on ftsvm at 1, 2 and 4 nodes
@@ -17,19 +24,19 @@ declare -A small=([jacobi]="128 10" [matmul]="64" [lu]="64 16" [mgs]="64 32"
 if [ "$mode" = --check ]; then
   failed=0 total=0
   for app in "${apps[@]}"; do
-    for nodes in 1 2 4; do
-      for threads in 1 2; do
-        total=$((total + 1))
-        # shellcheck disable=SC2086
-        if out=$("$run" -n "$nodes" --threads "$threads" --timeout 120 \
-                 "$build/bench/$app" ${small[$app]} 2>&1) &&
-           grep -q 'verified yes' <<<"$out"; then
-          echo "ok   $app on $nodes nodes x $threads threads"
-        else
-          echo "FAIL $app on $nodes nodes x $threads threads:"; echo "$out" | tail -5
-          failed=$((failed + 1))
-        fi
-      done
+    shapes=("1 1" "1 2" "2 1" "2 2" "4 1" "4 2" "$((2 + RANDOM % 3)) $((1 + RANDOM % 2))")
+    for shape in "${shapes[@]}"; do
+      read -r nodes threads <<<"$shape"
+      total=$((total + 1))
+      # shellcheck disable=SC2086
+      if out=$("$run" -n "$nodes" --threads "$threads" --timeout 120 \
+               "$build/bench/$app" ${small[$app]} 2>&1) &&
+         grep -q 'verified yes' <<<"$out"; then
+        echo "ok   $app on $nodes nodes x $threads threads"
+      else
+        echo "FAIL $app on $nodes nodes x $threads threads:"; echo "$out" | tail -5
+        failed=$((failed + 1))
+      fi
     done
   done
   echo "apps: $((total - failed)) passed, $failed failed"
@@ -37,9 +44,33 @@ if [ "$mode" = --check ]; then
   exit
 fi
 
-runs=$mode
 time_of() { sed -n 's/.* time \([0-9.]*\) s verified yes.*/\1/p' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+if [ "$mode" = --replicas ]; then
+  runs=${3:-5}
+  nodes=${FTSVM_BENCH_NODES:-4}
+  printf '%-8s %14s %14s %8s   (%d nodes x 1 thread, median of %d interleaved runs)\n' \
+    app "1 home" "2 homes" ratio "$nodes" "$runs"
+  logsum=0 worst=0
+  for app in "${apps[@]}"; do
+    one=() two=()
+    for ((i = 0; i < runs; i++)); do
+      one+=("$(FTSVM_REPLICAS=1 "$run" -n "$nodes" "$build/bench/$app" 2>/dev/null | time_of)")
+      two+=("$(FTSVM_REPLICAS=2 "$run" -n "$nodes" "$build/bench/$app" 2>/dev/null | time_of)")
+    done
+    m1=$(printf '%s\n' "${one[@]}" | median); m2=$(printf '%s\n' "${two[@]}" | median)
+    ratio=$(awk -v a="$m2" -v b="$m1" 'BEGIN {printf "%.3f", a / b}')
+    printf '%-8s %12.4fs %12.4fs %7.3fx\n' "$app" "$m1" "$m2" "$ratio"
+    logsum=$(awk -v s="$logsum" -v r="$ratio" 'BEGIN {print s + log(r)}')
+    worst=$(awk -v w="$worst" -v r="$ratio" 'BEGIN {print (r > w) ? r : w}')
+  done
+  awk -v s="$logsum" -v n="${#apps[@]}" -v w="$worst" \
+    'BEGIN {printf "geometric mean %.3fx, worst %.3fx\n", exp(s / n), w}'
+  exit
+fi
+
+runs=$mode
 printf '%-8s %14s %14s %14s %14s %10s\n' app "pthreads x2" "ftsvm 1x2" "ftsvm 2x1" "ftsvm 4x1" "4x1/pthr"
 for app in "${apps[@]}"; do
   p=() one=() two=() four=()

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/stats.h"
 #include "ftsvm.h"
+#include "hlrc/hlrc_int.h"
 #include "runtime.h"
 
 #include <stdio.h>
@@ -47,15 +48,19 @@ static void barrier(void)
     }
 }
 
-/* Pages of `area` whose home is `home` (FTSVM_HOME_BLOCK=1: page i of the
- * region is homed at i mod nodes). */
+/* The k-th page of `area` whose primary home is `home` and that has no home
+ * on this node unless `home` is this node (so that a fault on it reads from
+ * `home`, whatever FTSVM_REPLICAS is). */
 static volatile uint8_t *page_homed_at(uint8_t *area, int home, long k)
 {
-    uintptr_t base = (uintptr_t)area / PAGE;
+    size_t first = (size_t)(area - hlrc.base) / PAGE;
     long i, found = -1;
 
     for (i = 0;; i++) {
-        if ((long)((base + (uintptr_t)i) % (uintptr_t)nodes) == home && ++found == k) {
+        size_t block = (first + (size_t)i) / hlrc.home_block;
+
+        if (replica_home(block, REPLICA_PRIMARY) == home &&
+            (home == node || replica_home(block, REPLICA_SECONDARY) != node) && ++found == k) {
             return area + (size_t)i * PAGE;
         }
     }

@@ -26,7 +26,7 @@ ci/build.sh build-asan -DFTSVM_SANITIZE=ON
 echo "== unit, transport, shared-memory and app tests under ASan + UBSan"
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-(cd build-asan && ctest --output-on-failure -L 'unit|transport|svm|apps') 2>&1 | tee "$log"
+(cd build-asan && ctest --output-on-failure -L 'unit|transport|svm|replica|apps') 2>&1 | tee "$log"
 read -r failed2 total2 < <(count)
 
 failed=$((failed1 + failed2))
