@@ -65,7 +65,7 @@ static const config_entry_t config_table[] = {
            home_block, CONFIG_UINT), .min = 1, .max = 65536},
     {ENTRY("NOTICE_LOG", "1M", "bytes of each writer's write-notice ring at every node",
            notice_log, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 32},
-    {ENTRY("REPLICAS", "2", "homes per page: 2 survives a node failure, 1 is the "
+    {ENTRY("REPLICAS", "2", "homes per page: 2 keeps a second copy of every page for recovery, 1 is the "
            "single-home protocol (to measure what fault tolerance costs)",
            replicas, CONFIG_UINT), .min = 1, .max = 2},
     {ENTRY("CHECK_HOMES", "n", "debug: at every barrier and at finalize, check that both "
