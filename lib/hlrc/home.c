@@ -168,6 +168,13 @@ int hlrc_fetch(size_t page, uint8_t *dst)
             return status;
         }
         stats_add(&hlrc.stats, HLRC_STAT_FETCH_RETRIES, 1);
+        if (which == REPLICA_SECONDARY && home == hlrc.node &&
+            rdma_peer_alive(hlrc.rdma, hlrc_home(page, REPLICA_PRIMARY))) {
+            /* our own secondary copy lags (a phase 2 is running): the
+             * primary is ahead of it, never behind */
+            which = REPLICA_PRIMARY;
+            continue;
+        }
         if (deadline == 0) {
             deadline = clock_now_ns() + HLRC_FETCH_TIMEOUT_NS;
         } else if (clock_now_ns() > deadline) {

@@ -6,7 +6,12 @@
  *   phase 1: pending[P] = k at every primary; fence; the diff runs; flush;
  *            nextRelease(P) = k at P's backup; flush      <- k is durable
  *            applied[P] = k, pending[P] = 0 at every primary; flush
- *   phase 2: the same at every secondary, lastRelease(P) = k last.
+ *   phase 2: the same at every secondary, lastRelease(P) = k last (after a
+ *            flush of the applied words, not flushed itself).
+ * Where the next write goes to the same home as the previous ones (a page's
+ * runs, then its applied word) a fence is enough; a flush is needed only
+ * where the order spans nodes (runs at every primary before the marker, the
+ * marker before any pending entry is cleared, phase 1 before phase 2).
  *
  * nextRelease sits between "every primary has k's runs" and "their words
  * say so", so a failure of P is classified by the markers alone: before it,
@@ -108,9 +113,12 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
             replica_stop_check(stop[1], k, i + 1);
         }
     }
-    /* every run at every home before a marker or an applied word moves */
+    /* Phase 1: every run at every primary before nextRelease (other
+     * endpoints: a flush). Otherwise a page's applied word goes to the home
+     * its runs went to, and a fence orders them there. */
     if (status == FTSVM_OK) {
-        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+        status = (replicated && which == REPLICA_PRIMARY) ? rdma_flush(hlrc.rdma, RDMA_ALL_PEERS)
+                                                          : rdma_fence(hlrc.rdma);
     }
     if (status == FTSVM_OK && replicated && which == REPLICA_PRIMARY) {
         status = turn_wait(PHASE_1, k);
