@@ -15,7 +15,7 @@
 
 int ftsvm_init(int *argc, char ***argv)
 {
-    size_t sizes[HLRC_NREGIONS + REPLICA_NREGIONS];
+    size_t sizes[HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS];
     const ftsvm_runtime_t *rt;
     int status;
 
@@ -26,7 +26,7 @@ int ftsvm_init(int *argc, char ***argv)
         return status;
     }
     rt = runtime_booting();
-    /* regions: hlrc's, then replica's */
+    /* regions: hlrc's, then replica's, then the locks' */
     status = replica_init(&rt->config, rt->config.node, rt->config.nodes,
                           hlrc_blocks(&rt->config));
     if (status != FTSVM_OK) {
@@ -35,7 +35,8 @@ int ftsvm_init(int *argc, char ***argv)
     status = hlrc_region_sizes(&rt->config, rt->config.nodes, sizes);
     if (status == FTSVM_OK) {
         replica_region_sizes(rt->config.nodes, sizes + HLRC_NREGIONS);
-        status = runtime_connect(HLRC_NREGIONS + REPLICA_NREGIONS, sizes);
+        locks_region_sizes(rt->config.nodes, sizes + HLRC_NREGIONS + REPLICA_NREGIONS);
+        status = runtime_connect(HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS, sizes);
     }
     if (status == FTSVM_OK) {
         status = replica_start(rt->rdma, HLRC_NREGIONS);
@@ -47,7 +48,7 @@ int ftsvm_init(int *argc, char ***argv)
     if (status != FTSVM_OK) {
         goto err_replica;
     }
-    status = locks_init();
+    status = locks_init(HLRC_NREGIONS + REPLICA_NREGIONS);
     if (status != FTSVM_OK) {
         goto err_hlrc;
     }

@@ -70,6 +70,9 @@ static const config_entry_t config_table[] = {
            replicas, CONFIG_UINT), .min = 1, .max = 2},
     {ENTRY("CHECK_HOMES", "n", "debug: at every barrier and at finalize, check that both "
            "homes of every page hold identical copies (y/n)", check_homes, CONFIG_BOOL)},
+    {ENTRY("LOCK_ACK_DELAY_MS", "0", "tests: milliseconds a lock's secondary home waits before "
+           "it acks a new requester to the holder", lock_ack_delay_ms, CONFIG_UINT),
+     .min = 0, .max = 60000},
     {ENTRY("STOP_AT", "", "tests: <point>[:<k>]@<node>[#<interval>], the release step at "
            "which that node stops itself with SIGSTOP", stop_at, CONFIG_STRING),
      .size = sizeof(((ftsvm_config_t *)0)->stop_at)},

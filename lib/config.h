@@ -25,6 +25,7 @@ typedef struct ftsvm_config {
     size_t   notice_log;       /* bytes of each writer's write-notice ring */
     unsigned replicas;         /* homes per page: 1 or 2 */
     int      check_homes;      /* bool: compare both homes at every barrier */
+    unsigned lock_ack_delay_ms;   /* a lock's secondary waits before its ack (tests) */
     char     stop_at[64];      /* a release step at which a node stops itself (tests) */
     /* set by ftsvm-run for each node */
     int      node;             /* -1: not set */

@@ -15,6 +15,11 @@
 
 #define CHECK_REPORTS 8   /* pages reported in full; the rest are counted */
 
+void hlrc_on_check_homes(int (*check)(void))
+{
+    hlrc.check_above = check;
+}
+
 int hlrc_checking_homes(void)
 {
     return hlrc.check_homes && hlrc.replicated;
@@ -122,6 +127,11 @@ int hlrc_check_homes(void)
         ftsvm_error("home check: %zu of %zu pages differ between their two homes", bad,
                     checked);
         status = FTSVM_EPROTO;
+    }
+    if (hlrc.check_above != NULL) {
+        int above = hlrc.check_above();
+
+        status = (status == FTSVM_OK) ? above : status;
     }
     return status;
 }

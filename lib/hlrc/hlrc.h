@@ -40,5 +40,7 @@ void hlrc_vt_copy(uint64_t *vt);
  * FTSVM_EPROTO when they differ (logged per page). */
 int  hlrc_check_homes(void);
 int  hlrc_checking_homes(void);
+/* A module above (the locks) checks its own homes at the same points. */
+void hlrc_on_check_homes(int (*check)(void));
 
 #endif

@@ -111,6 +111,7 @@ typedef struct hlrc {
     int                prop_status;   /* the first failure of a propagation */
     int                replicated;    /* two homes per page */
     int                check_homes;   /* FTSVM_CHECK_HOMES */
+    int              (*check_above)(void);   /* the locks' check, run with ours */
 
     /* write notices */
     size_t             ring_bytes;    /* per writer, in every node's region */

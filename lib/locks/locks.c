@@ -1,29 +1,49 @@
 /*
- * Queue locks with one home (DESIGN.md section 6, without the secondary).
+ * Replicated queue locks (DESIGN.md section 6, seed 002 section 5 and its
+ * Figure 1).
  *
- * The home of lock l (l mod nodes) records the tail of the requester queue.
- * A request goes to the home, which makes the requester the tail and sends
- * "forward to R" to the former tail, or grants the lock itself when nobody
- * ever had it. The token travels with the lock's vector timestamp.
+ * The primary home of lock l records the tail of the requester queue and the
+ * second-to-last; the secondary mirrors both. A request from R goes to the
+ * primary, which updates both records and sends:
+ *   - to R: QUEUED with R's two predecessors (recorded for recovery);
+ *   - to the former tail T: FORWARD "hand the lock to R";
+ *   - to the secondary: MIRROR "R queued after T"; the secondary updates its
+ *     copy and sends ACK to T (or to the primary when the lock was free).
+ * T hands the lock on only when it has both the forward and the ack, so the
+ * two homes agree on the queue whenever the lock moves. The critical path is
+ * unchanged (request, forward, grant); the ack travels beside the forward.
+ *
+ * Before the lock leaves a release, the releaser saves the lock's vector
+ * timestamp at the lock's primary home (at the secondary when it is the
+ * primary) with one-sided writes: the vt a new holder needs if this one
+ * fails. It is saved at every release, local ones too, because a local
+ * release also orders writes before the next holder.
  *
  * A node that has the token keeps it after its threads release the lock:
  * its threads pass it among themselves with no message, and the node gives
- * it up only when a forward arrives and no local thread waits.
- * Critical path of a remote acquire: request to the home, forward to the
- * holder, grant to the requester.
+ * it up only when a forward (and its ack) arrived and no local thread waits.
+ *
+ * FTSVM_REPLICAS=1: one home, no QUEUED, MIRROR, ACK or saved vt: the
+ * single-home queue lock.
  */
 #include "locks.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
+#include "replica/replica.h"
 #include "runtime.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { LOCK_AM_REQUEST = 16, LOCK_AM_FORWARD = 17, LOCK_AM_GRANT = 18 };
+enum {
+    LOCK_AM_REQUEST = 16, LOCK_AM_FORWARD = 17, LOCK_AM_GRANT = 18,
+    LOCK_AM_QUEUED = 19, LOCK_AM_MIRROR = 20, LOCK_AM_ACK = 21,
+};
 
 typedef struct lock_state {
     struct lock_state *next;          /* hash chain */
@@ -32,29 +52,110 @@ typedef struct lock_state {
     int                held;          /* a thread of this node is inside */
     int                requested;     /* our request is on its way */
     int                waiters;       /* threads of this node waiting */
-    int                forward_to;    /* node to hand the lock to, -1 none */
-    int                home_tail;     /* at the home: last requester, -1 none */
+    int                forward_to;    /* node to hand the lock to (primary said), -1 none */
+    int                acked;         /* requester the secondary acked to us, -1 none */
+    int                pred[2];       /* our predecessors when we last queued */
+    int                home_tail;     /* at a home: last requester, -1 none */
+    int                home_second;   /* at a home: the one before it, -1 none */
+    int                free_grant;    /* at the primary: first requester, granted on the ack */
+    uint64_t           saves;         /* vt saves made by this node */
     pthread_cond_t     cond;
     uint64_t           vt[];          /* nodes entries */
 } lock_state_t;
 
 typedef struct {
     uint32_t lock;
-    uint32_t node;
+    uint32_t node;                    /* the requester */
+    int32_t  pred[2];                 /* QUEUED, MIRROR: predecessors of `node` */
 } lock_msg_t;
 
 enum { LOCKS_STAT_ACQUIRES, LOCKS_STAT_LOCAL_HANDOFFS, LOCKS_STAT_REQUESTS,
-       LOCKS_STAT_FORWARDS, LOCKS_STAT_GRANTS, LOCKS_STAT_COUNT };
+       LOCKS_STAT_FORWARDS, LOCKS_STAT_GRANTS, LOCKS_STAT_MIRRORS, LOCKS_STAT_ACKS,
+       LOCKS_STAT_HELD_FOR_ACK, LOCKS_STAT_VT_SAVES, LOCKS_STAT_COUNT };
 
 #define BUCKETS 4096
+/* slots of the locks region, shared by lock id modulo LOCKS_SLOTS */
+#define LOCKS_SLOTS 16384
+#define RECORD_WORDS 4                /* tag (id + 1), tail + 1, second + 1, updates */
 
 static struct {
     rdma_ctx_t     *rdma;
+    unsigned        region;
     int             node, nodes;
+    int             replicated;
+    unsigned        ack_delay_ms;     /* FTSVM_LOCK_ACK_DELAY_MS (tests) */
     pthread_mutex_t mutex;
     lock_state_t   *buckets[BUCKETS];
     stats_group_t   stats;
 } locks;
+
+static int lock_home(uint32_t id, int which)
+{
+    return replica_home(id, which);
+}
+
+/* ---- the region: queue records of the locks homed here, saved vts ---- */
+
+void locks_region_sizes(int nodes, size_t sizes[LOCKS_NREGIONS])
+{
+    sizes[0] = (size_t)LOCKS_SLOTS * (RECORD_WORDS + 2u + (size_t)nodes) * sizeof(uint64_t);
+}
+
+static uint64_t record_offset(uint32_t id)
+{
+    return (uint64_t)(id % LOCKS_SLOTS) * RECORD_WORDS * sizeof(uint64_t);
+}
+
+static uint64_t vt_offset(uint32_t id)
+{
+    return (uint64_t)LOCKS_SLOTS * RECORD_WORDS * sizeof(uint64_t) +
+           (uint64_t)(id % LOCKS_SLOTS) * (2u + (uint64_t)locks.nodes) * sizeof(uint64_t);
+}
+
+/* at a home, under the mutex: its record as one-sided readers see it */
+static void record_store(const lock_state_t *st)
+{
+    uint64_t *rec = (uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
+                                 record_offset(st->id));
+
+    __atomic_store_n(&rec[1], (uint64_t)(st->home_tail + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&rec[2], (uint64_t)(st->home_second + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&rec[3], rec[3] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec[0], (uint64_t)st->id + 1u, __ATOMIC_RELEASE);
+}
+
+/* Save the lock's vt at the home that is not us (primary, else secondary):
+ * the words, then the tag that names them, then complete at that node. */
+static int vt_save(lock_state_t *st, const uint64_t *vt)
+{
+    int home = lock_home(st->id, REPLICA_PRIMARY), status;
+    uint64_t head[2] = { (uint64_t)st->id + 1u, ++st->saves };
+
+    if (home == locks.node) {
+        home = lock_home(st->id, REPLICA_SECONDARY);
+    }
+    if (home < 0 || !rdma_peer_alive(locks.rdma, home)) {
+        return FTSVM_OK;   /* the home left: recovery (issue 6) picks another */
+    }
+    status = rdma_put(locks.rdma, home, locks.region, vt_offset(st->id) + 16u, vt,
+                      (size_t)locks.nodes * sizeof(uint64_t));
+    /* the vt before the tag that says whose it is (same node: a fence) */
+    if (status == FTSVM_OK) {
+        status = rdma_fence(locks.rdma);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_put(locks.rdma, home, locks.region, vt_offset(st->id), head,
+                          sizeof(head));
+    }
+    /* saved before the lock can move on */
+    if (status == FTSVM_OK) {
+        status = rdma_flush(locks.rdma, home);
+    }
+    stats_add(&locks.stats, LOCKS_STAT_VT_SAVES, 1);
+    return status;
+}
+
+/* ---- lock states ---- */
 
 static lock_state_t *lock_get(uint32_t id)
 {
@@ -69,20 +170,31 @@ static lock_state_t *lock_get(uint32_t id)
     if (st == NULL) {
         return NULL;
     }
-    st->id         = id;
-    st->forward_to = -1;
-    st->home_tail  = -1;
+    st->id          = id;
+    st->forward_to  = -1;
+    st->acked       = -1;
+    st->pred[0]     = st->pred[1] = -1;
+    st->home_tail   = -1;
+    st->home_second = -1;
+    st->free_grant  = -1;
     pthread_cond_init(&st->cond, NULL);
     st->next = *chain;
     *chain   = st;
     return st;
 }
 
+static int send_msg(unsigned type, int to, uint32_t id, int node, int pred0, int pred1)
+{
+    lock_msg_t msg = { .lock = id, .node = (uint32_t)node, .pred = { pred0, pred1 } };
+
+    return rdma_am_send(locks.rdma, to, type, &msg, sizeof(msg));
+}
+
 static int send_grant(uint32_t id, int to, const uint64_t *vt)
 {
     size_t len = sizeof(lock_msg_t) + (size_t)locks.nodes * sizeof(uint64_t);
     uint8_t *msg = malloc(len);
-    lock_msg_t hdr = { .lock = id, .node = (uint32_t)locks.node };
+    lock_msg_t hdr = { .lock = id, .node = (uint32_t)locks.node, .pred = { -1, -1 } };
     int status;
 
     if (msg == NULL) {
@@ -96,20 +208,56 @@ static int send_grant(uint32_t id, int to, const uint64_t *vt)
     return status;
 }
 
-/* at the home */
+/* Under the mutex: may the token leave now, and to whom? (-1: not yet) */
+static int handoff_target(lock_state_t *st)
+{
+    int to;
+
+    if (!st->token || st->held || st->waiters > 0 || st->forward_to < 0) {
+        return -1;
+    }
+    if (locks.replicated && st->acked != st->forward_to &&
+        lock_home(st->id, REPLICA_SECONDARY) >= 0) {
+        stats_add(&locks.stats, LOCKS_STAT_HELD_FOR_ACK, 1);
+        return -1;   /* the secondary has not recorded the requester yet */
+    }
+    to = st->forward_to;
+    st->forward_to = -1;
+    st->acked = -1;
+    st->token = 0;
+    return to;
+}
+
+static int valid_msg(const char *what, const lock_msg_t *msg, int src)
+{
+    if (msg->lock > LOCKS_MAX_ID || msg->node >= (uint32_t)locks.nodes ||
+        msg->pred[0] < -1 || msg->pred[0] >= locks.nodes || msg->pred[1] < -1 ||
+        msg->pred[1] >= locks.nodes) {
+        ftsvm_warn("rejected a lock %s for lock %u from node %d", what, msg->lock, src);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- handlers (protocol thread) ---- */
+
+/* at the primary */
 static void on_request(void *arg, int src, const void *payload, size_t len)
 {
-    lock_msg_t msg;
+    int secondary, prev, prev2, requester;
     lock_state_t *st;
-    int prev;
-    uint64_t *zero;
+    lock_msg_t msg;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (msg.lock > LOCKS_MAX_ID || msg.node >= (uint32_t)locks.nodes ||
-        msg.lock % (uint32_t)locks.nodes != (uint32_t)locks.node) {
-        ftsvm_warn("rejected a lock request for lock %u from node %d", msg.lock, src);
+    if (!valid_msg("request", &msg, src) || lock_home(msg.lock, REPLICA_PRIMARY) != locks.node) {
+        if (msg.lock <= LOCKS_MAX_ID && lock_home(msg.lock, REPLICA_PRIMARY) != locks.node) {
+            ftsvm_warn("rejected a request for lock %u from node %d: not its primary home",
+                       msg.lock, src);
+        }
         return;
     }
+    requester = (int)msg.node;
+    secondary = locks.replicated ? lock_home(msg.lock, REPLICA_SECONDARY) : -1;
     pthread_mutex_lock(&locks.mutex);
     st = lock_get(msg.lock);
     if (st == NULL) {
@@ -117,63 +265,176 @@ static void on_request(void *arg, int src, const void *payload, size_t len)
         ftsvm_error("out of memory for lock %u", msg.lock);
         return;
     }
-    prev = st->home_tail;
-    st->home_tail = (int)msg.node;
+    prev  = st->home_tail;
+    prev2 = st->home_second;
+    st->home_second = prev;
+    st->home_tail   = requester;
+    if (prev < 0 && secondary >= 0) {
+        st->free_grant = requester;   /* granted when the secondary has recorded it */
+    }
+    if (locks.replicated) {
+        record_store(st);
+    }
     pthread_mutex_unlock(&locks.mutex);
-    if (prev < 0) {
-        /* nobody ever had it: the lock is free, with an empty history */
-        zero = calloc((size_t)locks.nodes, sizeof(uint64_t));
+    ftsvm_debug("lock %u: node %d queued after node %d", msg.lock, requester, prev);
+    if (secondary >= 0) {
+        send_msg(LOCK_AM_QUEUED, requester, msg.lock, requester, prev, prev2);
+        stats_add(&locks.stats, LOCKS_STAT_MIRRORS, 1);
+        send_msg(LOCK_AM_MIRROR, secondary, msg.lock, requester, prev, prev2);
+    }
+    if (prev >= 0) {
+        stats_add(&locks.stats, LOCKS_STAT_FORWARDS, 1);
+        send_msg(LOCK_AM_FORWARD, prev, msg.lock, requester, -1, -1);
+    } else if (secondary < 0) {
+        /* nobody ever had it: free, with an empty history */
+        uint64_t *zero = calloc((size_t)locks.nodes, sizeof(uint64_t));
+
         if (zero != NULL) {
-            send_grant(msg.lock, (int)msg.node, zero);
+            send_grant(msg.lock, requester, zero);
             free(zero);
         }
-        return;
     }
-    stats_add(&locks.stats, LOCKS_STAT_FORWARDS, 1);
-    rdma_am_send(locks.rdma, prev, LOCK_AM_FORWARD, &msg, sizeof(msg));
 }
 
-/* at the former tail */
-static void on_forward(void *arg, int src, const void *payload, size_t len)
+/* at the secondary */
+static void on_mirror(void *arg, int src, const void *payload, size_t len)
 {
-    uint64_t *vt = NULL;
-    lock_msg_t msg;
     lock_state_t *st;
+    lock_msg_t msg;
+    int to;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (msg.lock > LOCKS_MAX_ID || msg.node >= (uint32_t)locks.nodes) {
-        ftsvm_warn("rejected a lock forward for lock %u from node %d", msg.lock, src);
+    if (!valid_msg("mirror", &msg, src) || lock_home(msg.lock, REPLICA_SECONDARY) != locks.node ||
+        lock_home(msg.lock, REPLICA_PRIMARY) != src) {
+        ftsvm_warn("rejected a mirror of lock %u from node %d", msg.lock, src);
         return;
     }
     pthread_mutex_lock(&locks.mutex);
     st = lock_get(msg.lock);
-    if (st != NULL && st->token && !st->held && st->waiters == 0) {
-        st->token = 0;
-        vt = malloc((size_t)locks.nodes * sizeof(uint64_t));
-        if (vt != NULL) {
-            memcpy(vt, st->vt, (size_t)locks.nodes * sizeof(uint64_t));
-        }
-    } else if (st != NULL) {
-        st->forward_to = (int)msg.node;   /* handed on at the next release */
+    if (st != NULL) {
+        st->home_second = msg.pred[0];
+        st->home_tail   = (int)msg.node;
+        record_store(st);
     }
     pthread_mutex_unlock(&locks.mutex);
-    if (vt != NULL) {
-        send_grant(msg.lock, (int)msg.node, vt);
-        free(vt);
+    if (st == NULL) {
+        ftsvm_error("out of memory for lock %u", msg.lock);
+        return;
     }
+    if (locks.ack_delay_ms > 0) {
+        /* tests: the holder must not forward before this ack */
+        struct timespec ts = { (time_t)(locks.ack_delay_ms / 1000),
+                               (long)(locks.ack_delay_ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    /* the former tail may now hand the lock on; a free lock is granted by
+     * the primary */
+    to = (msg.pred[0] >= 0) ? msg.pred[0] : src;
+    stats_add(&locks.stats, LOCKS_STAT_ACKS, 1);
+    send_msg(LOCK_AM_ACK, to, msg.lock, (int)msg.node, -1, -1);
+}
+
+static void hand_on(lock_state_t *st, int to)
+{
+    uint64_t *vt = malloc((size_t)locks.nodes * sizeof(uint64_t));
+
+    if (vt == NULL) {
+        ftsvm_error("out of memory handing lock %u to node %d", st->id, to);
+        return;
+    }
+    pthread_mutex_lock(&locks.mutex);
+    memcpy(vt, st->vt, (size_t)locks.nodes * sizeof(uint64_t));
+    pthread_mutex_unlock(&locks.mutex);
+    send_grant(st->id, to, vt);
+    free(vt);
+}
+
+/* at the former tail: "hand the lock to R" from the primary */
+static void on_forward(void *arg, int src, const void *payload, size_t len)
+{
+    lock_state_t *st;
+    lock_msg_t msg;
+    int to = -1;
+
+    memcpy(&msg, payload, sizeof(msg));
+    if (!valid_msg("forward", &msg, src)) {
+        return;
+    }
+    pthread_mutex_lock(&locks.mutex);
+    st = lock_get(msg.lock);
+    if (st != NULL) {
+        st->forward_to = (int)msg.node;   /* now, or at the next release */
+        to = handoff_target(st);
+    }
+    pthread_mutex_unlock(&locks.mutex);
+    if (to >= 0) {
+        hand_on(st, to);
+    }
+}
+
+/* at the former tail (or the primary of a free lock): the secondary has R */
+static void on_ack(void *arg, int src, const void *payload, size_t len)
+{
+    uint64_t *zero = NULL;
+    lock_state_t *st;
+    lock_msg_t msg;
+    int to = -1;
+
+    memcpy(&msg, payload, sizeof(msg));
+    if (!valid_msg("ack", &msg, src) || lock_home(msg.lock, REPLICA_SECONDARY) != src) {
+        ftsvm_warn("rejected an ack of lock %u from node %d", msg.lock, src);
+        return;
+    }
+    pthread_mutex_lock(&locks.mutex);
+    st = lock_get(msg.lock);
+    if (st != NULL && st->free_grant == (int)msg.node &&
+        lock_home(msg.lock, REPLICA_PRIMARY) == locks.node) {
+        st->free_grant = -1;
+        zero = calloc((size_t)locks.nodes, sizeof(uint64_t));
+    } else if (st != NULL) {
+        st->acked = (int)msg.node;
+        to = handoff_target(st);
+    }
+    pthread_mutex_unlock(&locks.mutex);
+    if (zero != NULL) {
+        send_grant(msg.lock, (int)msg.node, zero);   /* nobody ever had it */
+        free(zero);
+    } else if (to >= 0) {
+        hand_on(st, to);
+    }
+}
+
+/* at the requester: its two predecessors, for recovery */
+static void on_queued(void *arg, int src, const void *payload, size_t len)
+{
+    lock_state_t *st;
+    lock_msg_t msg;
+
+    memcpy(&msg, payload, sizeof(msg));
+    if (!valid_msg("queued", &msg, src)) {
+        return;
+    }
+    pthread_mutex_lock(&locks.mutex);
+    st = lock_get(msg.lock);
+    if (st != NULL) {
+        st->pred[0] = msg.pred[0];
+        st->pred[1] = msg.pred[1];
+    }
+    pthread_mutex_unlock(&locks.mutex);
 }
 
 /* at the requester */
 static void on_grant(void *arg, int src, const void *payload, size_t len)
 {
-    lock_msg_t msg;
     lock_state_t *st;
+    lock_msg_t msg;
 
     memcpy(&msg, payload, sizeof(msg));
     if (msg.lock > LOCKS_MAX_ID) {
         ftsvm_warn("rejected a lock grant for lock %u from node %d", msg.lock, src);
         return;
     }
+    ftsvm_debug("lock %u: granted to node %d by node %d", msg.lock, locks.node, src);
     pthread_mutex_lock(&locks.mutex);
     st = lock_get(msg.lock);
     if (st != NULL) {
@@ -186,11 +447,12 @@ static void on_grant(void *arg, int src, const void *payload, size_t len)
     pthread_mutex_unlock(&locks.mutex);
 }
 
+/* ---- the API ---- */
+
 int locks_acquire(unsigned lock)
 {
     uint64_t *vt;
     lock_state_t *st;
-    lock_msg_t msg = { .lock = lock, .node = (uint32_t)locks.node };
     int status = FTSVM_OK, local = 1;
 
     if (lock > LOCKS_MAX_ID) {
@@ -215,8 +477,8 @@ int locks_acquire(unsigned lock)
             local = 0;
             pthread_mutex_unlock(&locks.mutex);
             stats_add(&locks.stats, LOCKS_STAT_REQUESTS, 1);
-            status = rdma_am_send(locks.rdma, (int)(lock % (unsigned)locks.nodes),
-                                  LOCK_AM_REQUEST, &msg, sizeof(msg));
+            status = send_msg(LOCK_AM_REQUEST, lock_home(lock, REPLICA_PRIMARY), lock,
+                              locks.node, -1, -1);
             pthread_mutex_lock(&locks.mutex);
             if (status != FTSVM_OK) {
                 st->requested = 0;
@@ -249,22 +511,22 @@ int locks_release(unsigned lock)
         ftsvm_error("ftsvm_lock_release: lock %u out of range (0..%u)", lock, LOCKS_MAX_ID);
         return FTSVM_ERANGE;
     }
-    /* this node's writes reach the homes before the lock moves on */
+    /* this node's writes reach both homes before the lock moves on */
     status = hlrc_release();
     if (status != FTSVM_OK) {
         return status;
+    }
+    vt = malloc((size_t)locks.nodes * sizeof(uint64_t));
+    if (vt == NULL) {
+        return FTSVM_ENOMEM;
     }
     pthread_mutex_lock(&locks.mutex);
     st = lock_get(lock);
     if (st == NULL || !st->held) {
         pthread_mutex_unlock(&locks.mutex);
+        free(vt);
         ftsvm_error("ftsvm_lock_release: lock %u is not held by this node", lock);
         return FTSVM_ESTATE;
-    }
-    vt = malloc((size_t)locks.nodes * sizeof(uint64_t));
-    if (vt == NULL) {
-        pthread_mutex_unlock(&locks.mutex);
-        return FTSVM_ENOMEM;
     }
     hlrc_vt_copy(vt);
     for (j = 0; j < locks.nodes; j++) {
@@ -272,48 +534,103 @@ int locks_release(unsigned lock)
             st->vt[j] = vt[j];
         }
     }
+    memcpy(vt, st->vt, (size_t)locks.nodes * sizeof(uint64_t));
+    if (locks.replicated) {
+        /* still held: nobody hands it on before the vt is saved */
+        pthread_mutex_unlock(&locks.mutex);
+        status = vt_save(st, vt);
+        pthread_mutex_lock(&locks.mutex);
+    }
     st->held = 0;
     if (st->waiters > 0) {
         pthread_cond_broadcast(&st->cond);   /* a thread of ours takes it: no message */
-    } else if (st->forward_to >= 0) {
-        to = st->forward_to;
-        st->forward_to = -1;
-        st->token = 0;
-        memcpy(vt, st->vt, (size_t)locks.nodes * sizeof(uint64_t));
+    } else {
+        to = handoff_target(st);
     }
     pthread_mutex_unlock(&locks.mutex);
     if (to >= 0) {
-        status = send_grant(lock, to, vt);
+        int sent = send_grant(lock, to, vt);
+
+        status = (status == FTSVM_OK) ? sent : status;
     }
     free(vt);
     return status;
 }
 
-int locks_init(void)
+int locks_check_homes(void)
+{
+    uint64_t mine[RECORD_WORDS], theirs[RECORD_WORDS];
+    const uint64_t *rec;
+    lock_state_t *st;
+    size_t b, bad = 0;
+    int status = FTSVM_OK;
+
+    if (!locks.replicated) {
+        return FTSVM_OK;
+    }
+    for (b = 0; b < BUCKETS && status == FTSVM_OK; b++) {
+        pthread_mutex_lock(&locks.mutex);
+        for (st = locks.buckets[b]; st != NULL && status == FTSVM_OK; st = st->next) {
+            int secondary = lock_home(st->id, REPLICA_SECONDARY);
+
+            if (lock_home(st->id, REPLICA_PRIMARY) != locks.node || secondary < 0) {
+                continue;
+            }
+            rec = (const uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
+                                     record_offset(st->id));
+            memcpy(mine, rec, sizeof(mine));
+            if (mine[0] != (uint64_t)st->id + 1u) {
+                continue;   /* the slot now records another lock */
+            }
+            status = rdma_get(locks.rdma, secondary, locks.region, record_offset(st->id),
+                              theirs, sizeof(theirs));
+            if (status == FTSVM_OK && (theirs[0] != mine[0] || theirs[1] != mine[1] ||
+                                       theirs[2] != mine[2])) {
+                ftsvm_error("lock %u: the primary (node %d) records tail %d and second-to-last "
+                            "%d, the secondary (node %d) tail %d and second-to-last %d", st->id,
+                            locks.node, (int)mine[1] - 1, (int)mine[2] - 1, secondary,
+                            (int)theirs[1] - 1, (int)theirs[2] - 1);
+                bad++;
+            }
+        }
+        pthread_mutex_unlock(&locks.mutex);
+    }
+    return (status == FTSVM_OK && bad > 0) ? FTSVM_EPROTO : status;
+}
+
+int locks_init(unsigned region)
 {
     const ftsvm_runtime_t *rt = runtime_booting();
     static const char *const names[LOCKS_STAT_COUNT] = {
         [LOCKS_STAT_ACQUIRES] = "remote_acquires", [LOCKS_STAT_LOCAL_HANDOFFS] = "local_acquires",
         [LOCKS_STAT_REQUESTS] = "requests_sent",   [LOCKS_STAT_FORWARDS] = "forwards_sent",
-        [LOCKS_STAT_GRANTS] = "grants_sent",
+        [LOCKS_STAT_GRANTS] = "grants_sent",       [LOCKS_STAT_MIRRORS] = "mirrors_sent",
+        [LOCKS_STAT_ACKS] = "acks_sent",           [LOCKS_STAT_HELD_FOR_ACK] = "held_for_ack",
+        [LOCKS_STAT_VT_SAVES] = "vt_saves",
     };
-    size_t grant = sizeof(lock_msg_t) + (size_t)rt->config.nodes * sizeof(uint64_t);
-    int status;
+    static const struct { unsigned type; rdma_am_handler_t fn; } handlers[] = {
+        { LOCK_AM_REQUEST, on_request }, { LOCK_AM_FORWARD, on_forward },
+        { LOCK_AM_QUEUED, on_queued },   { LOCK_AM_MIRROR, on_mirror },
+        { LOCK_AM_ACK, on_ack },
+    };
+    size_t grant = sizeof(lock_msg_t) + (size_t)rt->config.nodes * sizeof(uint64_t), i;
+    int status = FTSVM_OK;
 
     memset(&locks, 0, sizeof(locks));
-    locks.rdma  = rt->rdma;
-    locks.node  = rt->config.node;
-    locks.nodes = rt->config.nodes;
+    locks.rdma       = rt->rdma;
+    locks.region     = region;
+    locks.node       = rt->config.node;
+    locks.nodes      = rt->config.nodes;
+    locks.replicated = (replica_count() == 2);
+    locks.ack_delay_ms = rt->config.lock_ack_delay_ms;
     pthread_mutex_init(&locks.mutex, NULL);
     if (grant > RDMA_AM_MAX_PAYLOAD) {
         ftsvm_error("locks: %d nodes do not fit a lock grant message", locks.nodes);
         return FTSVM_ERANGE;
     }
-    status = rdma_am_register(locks.rdma, LOCK_AM_REQUEST, sizeof(lock_msg_t),
-                              sizeof(lock_msg_t), on_request, NULL);
-    if (status == FTSVM_OK) {
-        status = rdma_am_register(locks.rdma, LOCK_AM_FORWARD, sizeof(lock_msg_t),
-                                  sizeof(lock_msg_t), on_forward, NULL);
+    for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]) && status == FTSVM_OK; i++) {
+        status = rdma_am_register(locks.rdma, handlers[i].type, sizeof(lock_msg_t),
+                                  sizeof(lock_msg_t), handlers[i].fn, NULL);
     }
     if (status == FTSVM_OK) {
         status = rdma_am_register(locks.rdma, LOCK_AM_GRANT, grant, grant, on_grant, NULL);
@@ -325,6 +642,7 @@ int locks_init(void)
     locks.stats.count  = LOCKS_STAT_COUNT;
     memcpy(locks.stats.names, names, sizeof(names));
     stats_register(&locks.stats);
+    hlrc_on_check_homes(locks_check_homes);
     return FTSVM_OK;
 }
 
@@ -335,6 +653,7 @@ void locks_fini(void)
 
     if (locks.stats.module != NULL) {
         stats_unregister(&locks.stats);
+        hlrc_on_check_homes(NULL);
     }
     for (b = 0; b < BUCKETS; b++) {
         for (st = locks.buckets[b]; st != NULL; st = next) {
