@@ -75,6 +75,18 @@ Test(replication, home_check_finds_a_difference_between_the_two_homes, .timeout 
     cr_assert(strstr(r.output, "byte 100 is 0x00 at primary node") != NULL, "%s", r.output);
 }
 
+Test(replication, lock_check_finds_a_secondary_record_that_differs, .timeout = 120) {
+    char *const args[] = { "corrupt-lock", NULL };
+    run_result_t r = replica("3", args, "FTSVM_CHECK_HOMES=y", NULL);
+
+    cr_assert(r.exited && r.code == 0, "exit %d\n%s", r.code, r.output);
+    cr_assert(strstr(r.output, "the lock check found the difference") != NULL, "%s", r.output);
+    /* which of nodes 0 and 1 queued last varies; the planted tail does not */
+    cr_assert(strstr(r.output, "lock 0: the primary (node 0) records tail ") != NULL, "%s",
+              r.output);
+    cr_assert(strstr(r.output, "the secondary (node 1) tail 2 and") != NULL, "%s", r.output);
+}
+
 Test(replication, stop_at_with_a_bad_point_is_refused_at_start, .timeout = 60) {
     char *const args[] = { "stop", "next-release", NULL };
     run_result_t r = replica("2", args, "FTSVM_STOP_AT=next-relase@1", NULL);

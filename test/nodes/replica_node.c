@@ -16,6 +16,11 @@
  *       FTSVM_CHECK_HOMES=y: after a barrier, node 0 changes one byte of a
  *       secondary home copy behind the protocol's back; the next barrier's
  *       check must find it.
+ *   replica_node corrupt-lock
+ *       FTSVM_CHECK_HOMES=y: every node takes lock 0 (primary node 0,
+ *       secondary node 1); the checked barrier finds the records equal; then
+ *       node 0 changes the secondary's record of the tail, and the next
+ *       check must find it.
  *
  * Pages of the test: 8 consecutive pages, so that with 3 nodes every pair
  * (primary, secondary) occurs, the writer being primary, secondary or
@@ -24,6 +29,7 @@
 #include "ftsvm.h"
 #include "hlrc/hlrc_int.h"
 #include "node_util.h"
+#include "locks/locks.h"
 #include "replica/replica.h"
 
 #include <signal.h>
@@ -277,14 +283,47 @@ static void test_corrupt(void)
     exit(0);
 }
 
+static void test_corrupt_lock(void)
+{
+    uint64_t wrong = 3;   /* "tail is node 2" (stored + 1); the last requester is node 1 */
+    int node = ftsvm_node(), status;
+
+    node_check(hlrc_checking_homes() && ftsvm_nodes() == 3, "3 nodes, FTSVM_CHECK_HOMES=y");
+    if (node != 2) {
+        node_ok(ftsvm_lock_acquire(0));
+        node_ok(ftsvm_lock_release(0));
+    }
+    node_ok(ftsvm_barrier());                   /* checked: the records agree */
+    if (node == OBSERVER) {
+        /* the locks region follows hlrc's and replica's; lock 0's record is
+         * its slot's second word (tail + 1) */
+        node_ok(rdma_put(hlrc.rdma, 1, HLRC_NREGIONS + REPLICA_NREGIONS, 8, &wrong, 8));
+        node_ok(rdma_flush(hlrc.rdma, RDMA_ALL_PEERS));
+        printf("node %d: changed the tail of lock 0 at its secondary\n", node);
+    }
+    node_ok(bootstrap_barrier(ftsvm_runtime()->boot));
+    status = ftsvm_barrier();
+    if (node == 0) {
+        node_check(status == FTSVM_EPROTO, "the check missed it: %s", ftsvm_strerror(status));
+        printf("node %d: the lock check found the difference\n", node);
+    } else {
+        node_check(status == FTSVM_OK, "barrier: %s", ftsvm_strerror(status));
+    }
+    fflush(stdout);
+    ftsvm_finalize();   /* its check finds it again; the run is over */
+    exit(0);
+}
+
 int main(int argc, char **argv)
 {
-    node_check(argc >= 2, "usage: replica_node stop POINT [K] | corrupt");
+    node_check(argc >= 2, "usage: replica_node stop POINT [K] | corrupt | corrupt-lock");
     node_ok(ftsvm_init(&argc, &argv));
     if (strcmp(argv[1], "stop") == 0 && argc >= 3) {
         test_stop(argc, argv);
     } else if (strcmp(argv[1], "corrupt") == 0) {
         test_corrupt();
+    } else if (strcmp(argv[1], "corrupt-lock") == 0) {
+        test_corrupt_lock();
     } else {
         node_check(0, "unknown test %s", argv[1]);
     }

@@ -22,6 +22,14 @@
  *              first acquire the lock passes among them with no message (the
  *              test reads the FTSVM_STATS counters)
  *   bad        bad input gives clear error codes
+ *   fair       one thread per node takes lock 3 FAIR_ROUNDS times and logs its
+ *              node in shared memory; node 0 prints the order in which the
+ *              lock came to the nodes (the test compares it with the queue
+ *              order that the lock's primary home logs)
+ *   handoff    lock 0 (primary node 0, secondary node 1 with 3 nodes) is
+ *              held last by node 2; node 0 acquires it and prints how long
+ *              that took (the test sets FTSVM_LOCK_ACK_DELAY_MS and reads the
+ *              counters)
  */
 #include "ftsvm.h"
 
@@ -339,6 +347,61 @@ static void test_malloc(void)
     }
 }
 
+#define FAIR_ROUNDS 60
+
+static void test_fair(void)
+{
+    volatile uint64_t *count = var(0);
+    volatile uint8_t *log = area + 2 * PAGE;
+    struct timespec think = { 0, 200000 };
+    int r, i;
+
+    expect((uint64_t)nodes * FAIR_ROUNDS <= PAGE * 4, "too many nodes");
+    for (r = 0; r < FAIR_ROUNDS; r++) {
+        ok(ftsvm_lock_acquire(3));
+        log[*count] = (uint8_t)node;
+        *count = *count + 1;
+        ok(ftsvm_lock_release(3));
+        nanosleep(&think, NULL);   /* the others queue meanwhile */
+    }
+    ok(ftsvm_barrier());
+    if (node != 0) {
+        return;
+    }
+    expect(*count == (uint64_t)nodes * FAIR_ROUNDS, "%llu turns", (unsigned long long)*count);
+    /* the nodes in the order the lock came to them (a node's local turns
+     * count once): the test compares it with the queue at the lock's home */
+    printf("node 0: holders");
+    for (i = 0; i < (int)*count; i++) {
+        if (i == 0 || log[i] != log[i - 1]) {
+            printf(" %d", log[i]);
+        }
+    }
+    printf("\n");
+}
+
+static void test_handoff(void)
+{
+    uint64_t t0, t1;
+    struct timespec ts;
+
+    expect(nodes == 3, "3 nodes");
+    if (node == 2) {
+        ok(ftsvm_lock_acquire(0));   /* the lock is free: granted by its primary */
+        ok(ftsvm_lock_release(0));   /* node 2 keeps it */
+    }
+    ok(ftsvm_barrier());
+    if (node == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t0 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        ok(ftsvm_lock_acquire(0));
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t1 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        ok(ftsvm_lock_release(0));
+        printf("node 0: remote acquire took %.3f ms\n", (double)(t1 - t0) / 1e6);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *test = (argc > 1) ? argv[1] : "";
@@ -378,6 +441,10 @@ int main(int argc, char **argv)
         test_bad();
     } else if (!strcmp(test, "malloc")) {
         test_malloc();
+    } else if (!strcmp(test, "fair")) {
+        test_fair();
+    } else if (!strcmp(test, "handoff")) {
+        test_handoff();
     } else {
         fprintf(stderr, "svm_node: unknown test '%s'\n", test);
         return 2;
