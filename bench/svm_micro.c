@@ -18,6 +18,7 @@
 #include "hlrc/hlrc_int.h"
 #include "runtime.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,42 @@ static void lock_costs(void)
     free(all);
 }
 
+/* Every node takes one lock `reps` times, yielding the CPU between: the
+ * time per handoff between nodes (elapsed / handoffs; the lock passes inside
+ * a node with no message, and the remote handoffs are counted from the
+ * grants). */
+static void contended_lock(void)
+{
+    uint64_t t0, grants, all_grants = 0, *all = calloc((size_t)nodes, 8);
+    unsigned lock = (unsigned)(nodes - 1);
+    double elapsed;
+    long k;
+    int n;
+
+    barrier();
+    grants = stats_lookup("locks", "grants_sent");
+    t0 = clock_now_ns();
+    for (k = 0; k < reps; k++) {
+        ftsvm_lock_acquire(lock);
+        ftsvm_lock_release(lock);
+        sched_yield();   /* let a forward in before we take it again */
+    }
+    barrier();
+    elapsed = (double)(clock_now_ns() - t0) / 1e3;
+    grants = stats_lookup("locks", "grants_sent") - grants;
+    runtime_exchange(ftsvm_runtime()->boot, &grants, sizeof(grants), all);
+    for (n = 0; n < nodes; n++) {
+        all_grants += all[n];
+    }
+    if (node == 0) {
+        printf("contended lock, %d nodes x %ld acquires: %llu handoffs between nodes, "
+               "%8.2f us per handoff\n", nodes, reps, (unsigned long long)all_grants,
+               elapsed / (double)(all_grants ? all_grants : 1));
+    }
+    barrier();
+    free(all);
+}
+
 int main(int argc, char **argv)
 {
     uint8_t *area;
@@ -211,6 +248,7 @@ int main(int argc, char **argv)
     fault_costs(area);
     release_costs(area);
     lock_costs();
+    contended_lock();
     ftsvm_finalize();
     return 0;
 }
