@@ -27,7 +27,6 @@
  * single-home queue lock.
  */
 #include "locks.h"
-#include "common/clock.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "ftsvm.h"

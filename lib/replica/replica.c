@@ -24,8 +24,8 @@ int replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nbloc
         return status;
     }
     if (replica_placement.replicas < (int)config->replicas) {
-        ftsvm_info("a 1-node job keeps one home per page (FTSVM_REPLICAS=%u asked for %u)",
-                   config->replicas, config->replicas);
+        ftsvm_info("a 1-node job keeps one home per page and lock (FTSVM_REPLICAS=%u needs "
+                   "%u nodes)", config->replicas, config->replicas);
     }
     return FTSVM_OK;
 }
