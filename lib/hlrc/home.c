@@ -108,14 +108,15 @@ static int hlrc_meta_acceptable(size_t page, int home, const uint64_t *meta)
 
 /* Which home to read: our own store when we are a home (no transfer), else
  * the primary, else (it failed) the secondary. */
-static int hlrc_fetch_source(size_t page, int failed_primary)
+static int hlrc_fetch_source(size_t page)
 {
-    if (!failed_primary && hlrc_home(page, REPLICA_PRIMARY) == hlrc.node) {
+    int primary = hlrc_home(page, REPLICA_PRIMARY);
+    int secondary = hlrc_home(page, REPLICA_SECONDARY);
+
+    if (primary == hlrc.node) {
         return REPLICA_PRIMARY;
     }
-    if (hlrc_home(page, REPLICA_SECONDARY) == hlrc.node ||
-        (hlrc_home(page, REPLICA_SECONDARY) >= 0 &&
-         (failed_primary || !rdma_peer_alive(hlrc.rdma, hlrc_home(page, REPLICA_PRIMARY))))) {
+    if (secondary >= 0 && (secondary == hlrc.node || !rdma_peer_alive(hlrc.rdma, primary))) {
         return REPLICA_SECONDARY;
     }
     return REPLICA_PRIMARY;
@@ -124,7 +125,7 @@ static int hlrc_fetch_source(size_t page, int failed_primary)
 int hlrc_fetch(size_t page, uint8_t *dst)
 {
     size_t words = 2u * (size_t)hlrc.nodes;
-    int which = hlrc_fetch_source(page, 0), home, status, ok;
+    int which = hlrc_fetch_source(page), home, status, ok;
     uint64_t deadline = 0, *before, *after;
     unsigned round = 0;
 

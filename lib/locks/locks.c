@@ -227,12 +227,25 @@ static int handoff_target(lock_state_t *st)
     return to;
 }
 
-static int valid_msg(const char *what, const lock_msg_t *msg, int src)
+/* A message from a peer: ids in range; `here` (if >= 0) names the home this
+ * node must be of the lock, `from` (if >= 0) the home the sender must be. */
+static int valid_msg(const char *what, const lock_msg_t *msg, int src, int here, int from)
 {
+    const char *why = NULL;
+
     if (msg->lock > LOCKS_MAX_ID || msg->node >= (uint32_t)locks.nodes ||
         msg->pred[0] < -1 || msg->pred[0] >= locks.nodes || msg->pred[1] < -1 ||
         msg->pred[1] >= locks.nodes) {
-        ftsvm_warn("rejected a lock %s for lock %u from node %d", what, msg->lock, src);
+        why = "an id is out of range";
+    } else if (here >= 0 && lock_home(msg->lock, here) != locks.node) {
+        why = (here == REPLICA_PRIMARY) ? "this node is not its primary home"
+                                        : "this node is not its secondary home";
+    } else if (from >= 0 && lock_home(msg->lock, from) != src) {
+        why = (from == REPLICA_PRIMARY) ? "the sender is not its primary home"
+                                        : "the sender is not its secondary home";
+    }
+    if (why != NULL) {
+        ftsvm_warn("rejected a lock %s for lock %u from node %d: %s", what, msg->lock, src, why);
         return 0;
     }
     return 1;
@@ -248,11 +261,7 @@ static void on_request(void *arg, int src, const void *payload, size_t len)
     lock_msg_t msg;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (!valid_msg("request", &msg, src) || lock_home(msg.lock, REPLICA_PRIMARY) != locks.node) {
-        if (msg.lock <= LOCKS_MAX_ID && lock_home(msg.lock, REPLICA_PRIMARY) != locks.node) {
-            ftsvm_warn("rejected a request for lock %u from node %d: not its primary home",
-                       msg.lock, src);
-        }
+    if (!valid_msg("request", &msg, src, REPLICA_PRIMARY, -1)) {
         return;
     }
     requester = (int)msg.node;
@@ -303,9 +312,7 @@ static void on_mirror(void *arg, int src, const void *payload, size_t len)
     int to;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (!valid_msg("mirror", &msg, src) || lock_home(msg.lock, REPLICA_SECONDARY) != locks.node ||
-        lock_home(msg.lock, REPLICA_PRIMARY) != src) {
-        ftsvm_warn("rejected a mirror of lock %u from node %d", msg.lock, src);
+    if (!valid_msg("mirror", &msg, src, REPLICA_SECONDARY, REPLICA_PRIMARY)) {
         return;
     }
     pthread_mutex_lock(&locks.mutex);
@@ -356,7 +363,7 @@ static void on_forward(void *arg, int src, const void *payload, size_t len)
     int to = -1;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (!valid_msg("forward", &msg, src)) {
+    if (!valid_msg("forward", &msg, src, -1, REPLICA_PRIMARY)) {
         return;
     }
     pthread_mutex_lock(&locks.mutex);
@@ -380,8 +387,7 @@ static void on_ack(void *arg, int src, const void *payload, size_t len)
     int to = -1;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (!valid_msg("ack", &msg, src) || lock_home(msg.lock, REPLICA_SECONDARY) != src) {
-        ftsvm_warn("rejected an ack of lock %u from node %d", msg.lock, src);
+    if (!valid_msg("ack", &msg, src, -1, REPLICA_SECONDARY)) {
         return;
     }
     pthread_mutex_lock(&locks.mutex);
@@ -410,7 +416,7 @@ static void on_queued(void *arg, int src, const void *payload, size_t len)
     lock_msg_t msg;
 
     memcpy(&msg, payload, sizeof(msg));
-    if (!valid_msg("queued", &msg, src)) {
+    if (!valid_msg("queued", &msg, src, -1, REPLICA_PRIMARY)) {
         return;
     }
     pthread_mutex_lock(&locks.mutex);
