@@ -52,6 +52,18 @@ int ftsvm_node(void);            /* this node's id, 0..ftsvm_nodes()-1 (negative
 int ftsvm_nodes(void);           /* number of nodes the job started with */
 int ftsvm_alive(int node);       /* 1 alive, 0 failed, negative error */
 
+/* Membership views: view 0 has every node; each view change removes failed
+ * nodes for good. A callback registered here runs once per view change on
+ * every survivor, after recovery, on a library thread (keep it short; it
+ * may call ftsvm_alive and ftsvm_view but not lock or barrier calls). */
+typedef void (*ftsvm_view_cb_t)(unsigned view, int removed_node, void *arg);
+int ftsvm_on_view_change(ftsvm_view_cb_t cb, void *arg);
+int ftsvm_view(void);            /* the current view number, negative error */
+
+/* Exit status of a node that stopped itself because it was removed from
+ * the view (fail-stop is enforced: it touches no shared memory after that). */
+#define FTSVM_EXIT_FENCED 75
+
 /* Shared memory. ftsvm_alloc is collective: same call order on every node;
  * it returns the same address on every node, NULL on error. */
 void *ftsvm_alloc(size_t bytes);
@@ -69,8 +81,13 @@ int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 int ftsvm_thread_id(void);  /* global id of the calling thread, 0..ftsvm_threads()-1 */
 int ftsvm_threads(void);    /* nodes x threads per node; the main thread counts as one */
 
-/* Fault-tolerant parallel loop: collective, called once per live node;
- * returns when every chunk has been committed exactly once. */
+/* Fault-tolerant parallel loop: collective, called once per live node (by
+ * one thread; the node runs chunks on its ftsvm_threads()/ftsvm_nodes()
+ * threads). fn(first, count, arg) runs on chunks of `chunk` items of [0, n);
+ * it returns when every chunk has been committed exactly once, re-runs after
+ * a failure included. A chunk's writes and its commit are in one release,
+ * so a chunk a failed node was running left no trace and is run again by a
+ * survivor. fn must not call lock or barrier functions. */
 int ftsvm_for(size_t n, size_t chunk,
               void (*fn)(size_t first, size_t count, void *arg), void *arg);
 

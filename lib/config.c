@@ -76,6 +76,17 @@ static const config_entry_t config_table[] = {
     {ENTRY("STOP_AT", "", "tests: <point>[:<k>]@<node>[#<interval>], the release step at "
            "which that node stops itself with SIGSTOP", stop_at, CONFIG_STRING),
      .size = sizeof(((ftsvm_config_t *)0)->stop_at)},
+    {ENTRY("FAULT", "", "tests: <point>[:<n>]@<node>[#<interval>], the point at which that "
+           "node SIGKILLs itself (`ftsvm-info -c` lists the points in the README)", fault,
+           CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->fault)},
+    {ENTRY("HB_INTERVAL", "0.02", "seconds between heartbeat reads of every peer (detects "
+           "hung or unreachable nodes; dead ones come from the transport)", hb_interval,
+           CONFIG_SECONDS)},
+    {ENTRY("HB_TIMEOUT", "0.6", "seconds a peer's heartbeat may stand still before it is "
+           "suspected (a score: +3 per beat seen, -1 per read without one)", hb_timeout,
+           CONFIG_SECONDS)},
+    {ENTRY("QUORUM", "y", "a node that loses contact with most of the view fences itself "
+           "instead of removing the others (y/n)", quorum, CONFIG_BOOL)},
     {ENTRY("NODE", "-1", "this node's id (set by ftsvm-run)", node, CONFIG_INT),
      .min = -1, .max = 65535},
     {ENTRY("NODES", "-1", "number of nodes in the job (set by ftsvm-run)", nodes, CONFIG_INT),

@@ -27,6 +27,10 @@ typedef struct ftsvm_config {
     int      check_homes;      /* bool: compare both homes at every barrier */
     unsigned lock_ack_delay_ms;   /* a lock's secondary waits before its ack (tests) */
     char     stop_at[64];      /* a release step at which a node stops itself (tests) */
+    char     fault[64];        /* a point at which a node SIGKILLs itself (tests) */
+    double   hb_interval;      /* seconds between heartbeat reads of every peer */
+    double   hb_timeout;       /* seconds of a stopped heartbeat before suspicion */
+    int      quorum;           /* bool: a node cut off from most of the view fences itself */
     /* set by ftsvm-run for each node */
     int      node;             /* -1: not set */
     int      nodes;            /* -1: not set */

@@ -1,7 +1,101 @@
-/* lib/failure: heartbeats, membership views, fencing, recovery
- * orchestration and the task space of ftsvm_for (DESIGN.md sections 7, 8).
- * Not built yet; today a peer's death is reported by the transport
- * (rdma_on_peer_failure) and visible through ftsvm_alive(). */
+/*
+ * lib/failure: failure detection, membership views, fencing and the
+ * orchestration of recovery (DESIGN.md section 7).
+ *
+ * Detection: the transport's peer-failure signal (a dead process: ~1 ms over
+ * TCP, a keepalive round over shared memory), and heartbeats read with
+ * one-sided gets for hung or unreachable nodes, scored so that a loaded
+ * machine gives no false suspicion (FTSVM_HB_INTERVAL, FTSVM_HB_TIMEOUT).
+ *
+ * Views: the set of removed nodes only grows, so a view is named by it and
+ * numbered by its size; two announcements merge by union, and every
+ * survivor adopts the same sequence of views. A node that learns it was
+ * removed, or that has lost contact with most of the view, stops at once
+ * (exit status FAILURE_EXIT_FENCED) without touching shared memory again.
+ *
+ * Recovery: at each view change the recovery thread runs the steps that the
+ * modules above registered (lowest order first); a step may exchange data
+ * with the other members (failure_gather). Then the view is announced to the
+ * application's callbacks.
+ */
 #ifndef FTSVM_FAILURE_H
 #define FTSVM_FAILURE_H
+
+#include "config.h"
+#include "rdma/rdma.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* transport regions of the module: per node, its heartbeat counter */
+#define FAILURE_NREGIONS 1
+
+/* exit status of a node that fenced itself */
+#define FAILURE_EXIT_FENCED 75
+
+/* An event line a launcher can read (ftsvm-run sums them up): printed on
+ * stderr by every survivor when a view's recovery ends, e.g.
+ *   [ftsvm-event view=1 removed=2 cause=transport detected_ns=... recovered_ns=...]
+ * and by a fenced node:  [ftsvm-event fenced=3 ns=...]
+ * (ns: CLOCK_MONOTONIC nanoseconds). */
+#define FAILURE_EVENT_TAG "[ftsvm-event "
+
+void failure_region_sizes(int nodes, size_t sizes[FAILURE_NREGIONS]);
+/* after the transport is up, with the module's regions from `region` on */
+int  failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region);
+/* once every node is up: heartbeats and the recovery thread start */
+int  failure_start(void);
+/* shutdown: stop suspecting (peers leave), then tear down */
+void failure_quiesce(void);
+void failure_fini(void);
+
+/* The current view: its number (removed nodes) and membership. */
+uint64_t failure_view(void);
+int      failure_member(int node);
+int      failure_members(void);
+/* the lowest member (who reports for the job, e.g. an app's verification) */
+int      failure_first_member(void);
+/* 1 while a view change's recovery runs (from adoption to its end) */
+int      failure_recovering(void);
+
+/* Wait until the view number exceeds `view` and its recovery has ended, or
+ * `timeout_ns` passes (FTSVM_ETIMEDOUT). A thread whose operation failed with
+ * FTSVM_EPEER calls this with the view it started under, then retries. */
+int failure_wait_view(uint64_t view, uint64_t timeout_ns);
+
+/* A thread waits on `node`: check it now rather than at the next beat. */
+void failure_check_peer(int node);
+
+/* Suspect `node` (e.g. an operation to it timed out): a view without it is
+ * announced if this node still reaches most of the view. */
+void failure_suspect(int node, const char *why);
+
+/* ---- recovery steps, run on the recovery thread at every view change ---- */
+
+typedef struct failure_change {
+    uint64_t    view;          /* the new view's number */
+    const int  *removed_now;   /* nodes removed by this change, -1 terminated */
+    uint64_t    detected_ns;   /* CLOCK_MONOTONIC when this node learned of it */
+} failure_change_t;
+
+/* A step returns FTSVM_OK, or FTSVM_EPEER when another member failed under
+ * it (the next view's recovery runs it again), or another error (logged;
+ * recovery goes on with the next step). */
+typedef int (*failure_step_t)(void *arg, const failure_change_t *change);
+
+#define FAILURE_MAX_STEPS 8
+/* order: lower runs first; the same order is used on every node */
+int failure_on_recovery(int order, failure_step_t step, void *arg);
+
+/* Inside a step: every member of `change->view` contributes `len` bytes (any
+ * length, each node its own); returns, in member order, an array of
+ * `nodes` pointers (NULL for non-members) and their lengths, in one block
+ * the caller frees. FTSVM_EPEER when the view changed meanwhile. */
+int failure_gather(const failure_change_t *change, unsigned round, const void *mine,
+                   size_t len, void ***all_p, size_t **lens_p);
+
+/* ---- the application's view-change callbacks (ftsvm_on_view_change) ---- */
+typedef void (*failure_app_cb_t)(unsigned view, int removed_node, void *arg);
+int failure_on_view_change(failure_app_cb_t cb, void *arg);
+
 #endif

@@ -117,6 +117,14 @@ typedef enum replica_stop_point {
     REPLICA_STOP_PHASE2_DIFFS,
     REPLICA_STOP_PHASE2_APPLIED,
     REPLICA_STOP_LAST_RELEASE,     /* lastRelease = the interval */
+    /* FTSVM_FAULT only (SIGKILL at the n-th time the node gets there) */
+    REPLICA_FAULT_LOCK_HELD,       /* a thread just acquired a lock */
+    REPLICA_FAULT_LOCK_WAIT,       /* a thread waits for a lock it requested */
+    REPLICA_FAULT_LOCK_HOME,       /* a lock's primary home got a request, has not served it */
+    REPLICA_FAULT_BACKUP,          /* a marker this node holds for another node changed */
+    REPLICA_FAULT_BARRIER,         /* inside a barrier, its slots partly written */
+    REPLICA_FAULT_FETCH,           /* mid page fetch: meta read, page not yet */
+    REPLICA_FAULT_FOR_CHUNK,       /* an ftsvm_for chunk ran, its commit not yet made */
     REPLICA_STOP_COUNT
 } replica_stop_point_t;
 
@@ -137,5 +145,15 @@ void replica_stop_check(replica_stop_point_t point, uint64_t interval, size_t pa
 /* 1 when a *_DIFFS point may fire in this release (the caller then checks
  * after every page). */
 int  replica_stop_armed(replica_stop_point_t point, uint64_t interval);
+
+/* FTSVM_FAULT="<point>[:<n>]@<node>[#<interval>]": the node SIGKILLs itself
+ * at the point (the propagation points above, where :n is the page count of
+ * the *-diffs points, and the REPLICA_FAULT_* points, where :n means the
+ * n-th time, default 1). replica_stop_check fires it at the propagation
+ * points; the other modules call replica_fault_point. */
+int  replica_fault_parse(const char *spec, int nodes, replica_stop_t *fault_p);
+void replica_fault_point(replica_stop_point_t point);
+/* 1 when FTSVM_FAULT names this point on this node (cheap) */
+int  replica_fault_armed(replica_stop_point_t point);
 
 #endif
