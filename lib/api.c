@@ -5,6 +5,8 @@
  */
 #include "common/log.h"
 #include "common/stats.h"
+#include "failure/failure.h"
+#include "failure/tasks.h"
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
 #include "locks/locks.h"
@@ -15,7 +17,8 @@
 
 int ftsvm_init(int *argc, char ***argv)
 {
-    size_t sizes[HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS];
+    enum { FAILURE_REGION = HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS };
+    size_t sizes[FAILURE_REGION + FAILURE_NREGIONS];
     const ftsvm_runtime_t *rt;
     int status;
 
@@ -26,7 +29,7 @@ int ftsvm_init(int *argc, char ***argv)
         return status;
     }
     rt = runtime_booting();
-    /* regions: hlrc's, then replica's, then the locks' */
+    /* regions: hlrc's, then replica's, the locks', the failure module's */
     status = replica_init(&rt->config, rt->config.node, rt->config.nodes,
                           hlrc_blocks(&rt->config));
     if (status != FTSVM_OK) {
@@ -36,7 +39,11 @@ int ftsvm_init(int *argc, char ***argv)
     if (status == FTSVM_OK) {
         replica_region_sizes(rt->config.nodes, sizes + HLRC_NREGIONS);
         locks_region_sizes(rt->config.nodes, sizes + HLRC_NREGIONS + REPLICA_NREGIONS);
-        status = runtime_connect(HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS, sizes);
+        failure_region_sizes(rt->config.nodes, sizes + FAILURE_REGION);
+        status = runtime_connect(FAILURE_REGION + FAILURE_NREGIONS, sizes);
+    }
+    if (status == FTSVM_OK) {
+        status = failure_init(&rt->config, rt->rdma, FAILURE_REGION);
     }
     if (status == FTSVM_OK) {
         status = replica_start(rt->rdma, HLRC_NREGIONS);
@@ -54,6 +61,9 @@ int ftsvm_init(int *argc, char ***argv)
     }
     /* every node's handlers and regions are in place before anyone sends */
     status = bootstrap_barrier(rt->boot);
+    if (status == FTSVM_OK) {
+        status = failure_start();
+    }
     if (status != FTSVM_OK) {
         goto err_locks;
     }
@@ -65,6 +75,7 @@ err_locks:
 err_hlrc:
     hlrc_fini();
 err_replica:
+    failure_fini();
     replica_fini();
 err_runtime:
     runtime_abort();
@@ -87,6 +98,8 @@ int ftsvm_finalize(void)
     if (status == FTSVM_OK) {
         status = ret;
     }
+    /* from here nodes leave: their going is no failure */
+    failure_quiesce();
     if (status == FTSVM_OK && hlrc_checking_homes()) {
         /* every release of every node is done: the homes must agree */
         status = hlrc_check_homes();
@@ -100,6 +113,7 @@ int ftsvm_finalize(void)
     if (rt->config.stats) {
         stats_print();   /* while every module's counters are registered */
     }
+    failure_fini();
     locks_fini();
     hlrc_fini();
     replica_fini();
@@ -153,11 +167,28 @@ int ftsvm_barrier(void)
 
 int ftsvm_for(size_t n, size_t chunk, void (*fn)(size_t, size_t, void *), void *arg)
 {
-    (void)n;
-    (void)chunk;
-    (void)fn;
-    (void)arg;
-    ftsvm_error("ftsvm_for is not implemented in this version (it comes with the failure "
-                "issue)");
-    return FTSVM_ENOSYS;
+    return ftsvm_runtime() ? tasks_for(n, chunk, fn, arg) : FTSVM_ESTATE;
+}
+
+int ftsvm_alive(int node)
+{
+    ftsvm_runtime_t *rt = ftsvm_runtime();
+
+    if (rt == NULL) {
+        return FTSVM_ESTATE;
+    }
+    if (node < 0 || node >= rt->config.nodes) {
+        return FTSVM_ERANGE;
+    }
+    return failure_member(node) && rdma_peer_alive(rt->rdma, node);
+}
+
+int ftsvm_view(void)
+{
+    return ftsvm_runtime() ? (int)failure_view() : FTSVM_ESTATE;
+}
+
+int ftsvm_on_view_change(ftsvm_view_cb_t cb, void *arg)
+{
+    return ftsvm_runtime() ? failure_on_view_change(cb, arg) : FTSVM_ESTATE;
 }

@@ -176,17 +176,6 @@ int ftsvm_nodes(void)
     return ftsvm_runtime() ? runtime.config.nodes : FTSVM_ESTATE;
 }
 
-int ftsvm_alive(int node)
-{
-    if (ftsvm_runtime() == NULL) {
-        return FTSVM_ESTATE;
-    }
-    if (node < 0 || node >= runtime.config.nodes) {
-        return FTSVM_ERANGE;
-    }
-    return rdma_peer_alive(runtime.rdma, node);
-}
-
 int ftsvm_threads(void)
 {
     if (ftsvm_runtime() == NULL) {

@@ -63,6 +63,11 @@ int      failure_recovering(void);
  * FTSVM_EPEER calls this with the view it started under, then retries. */
 int failure_wait_view(uint64_t view, uint64_t timeout_ns);
 
+/* Wait until a view newer than `view` is adopted: the transport has dropped
+ * the removed nodes and the placement no longer names them (the adoption
+ * steps ran), though the rest of recovery may still be running. */
+int failure_wait_adopted(uint64_t view, uint64_t timeout_ns);
+
 /* A thread waits on `node`: check it now rather than at the next beat. */
 void failure_check_peer(int node);
 
@@ -84,7 +89,10 @@ typedef struct failure_change {
 typedef int (*failure_step_t)(void *arg, const failure_change_t *change);
 
 #define FAILURE_MAX_STEPS 8
-/* order: lower runs first; the same order is used on every node */
+/* order: lower runs first; the same order is used on every node. Steps of
+ * order <= 0 are adoption steps: they run before the new view number is
+ * published (failure_wait_adopted returns after them) and must neither
+ * gather nor wait for other threads. */
 int failure_on_recovery(int order, failure_step_t step, void *arg);
 
 /* Inside a step: every member of `change->view` contributes `len` bytes (any

@@ -55,6 +55,7 @@ static int barrier_node(uint64_t epoch)
         } else if (rdma_peer_alive(hlrc.rdma, node)) {
             status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset + 8u, merged + 1,
                               (size_t)hlrc.nodes * 8u);
+            status = (status == FTSVM_EPEER) ? FTSVM_OK : status;   /* it left: skip it */
         }
     }
     /* vt before epoch at every node */
@@ -64,10 +65,13 @@ static int barrier_node(uint64_t epoch)
     for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
         if (node != hlrc.node && rdma_peer_alive(hlrc.rdma, node)) {
             status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset, &epoch, 8);
+            status = (status == FTSVM_EPEER) ? FTSVM_OK : status;
         }
     }
+    replica_fault_point(REPLICA_FAULT_BARRIER);
     if (status == FTSVM_OK) {
         status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+        status = (status == FTSVM_EPEER) ? FTSVM_OK : status;   /* a failed node's flush */
     }
     do {
         waiting = 0;

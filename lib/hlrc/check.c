@@ -115,7 +115,8 @@ int hlrc_check_homes(void)
         return FTSVM_ENOMEM;
     }
     for (page = 0; page < hlrc.npages && status == FTSVM_OK; page++) {
-        if (hlrc_home(page, REPLICA_PRIMARY) == hlrc.node) {
+        if (hlrc_home(page, REPLICA_PRIMARY) == hlrc.node &&
+            hlrc_home(page, REPLICA_SECONDARY) >= 0) {   /* one home left: nothing to compare */
             status = check_page(page, meta, copy, &bad);
             checked++;
         }

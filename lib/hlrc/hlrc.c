@@ -58,6 +58,9 @@ int hlrc_init(void)
         status = hlrc_barrier_init();
     }
     if (status == FTSVM_OK) {
+        status = hlrc_recover_init();
+    }
+    if (status == FTSVM_OK) {
         status = hlrc_fault_install();
     }
     if (status != FTSVM_OK) {

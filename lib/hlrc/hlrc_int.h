@@ -113,6 +113,12 @@ typedef struct hlrc {
     int                check_homes;   /* FTSVM_CHECK_HOMES */
     int              (*check_above)(void);   /* the locks' check, run with ours */
 
+    /* recovery (recover.c): while a view change is recovered no release
+     * begins, so that the homes can be repaired with nobody writing */
+    pthread_mutex_t    gate_lock;
+    pthread_cond_t     gate_cond;
+    int                gate_closed;
+
     /* write notices */
     size_t             ring_bytes;    /* per writer, in every node's region */
     uint64_t           ring_tail;     /* bytes this node has written to its rings */
@@ -237,6 +243,14 @@ void hlrc_notices_drain(int writer);
 /* interval.c */
 int  hlrc_release(void);
 int  hlrc_acquire(const uint64_t *vt);
+
+/* recover.c */
+int  hlrc_recover_init(void);
+void hlrc_gate_wait(void);
+
+/* notices.c: the pages of `writer`'s intervals after `after` that this node
+ * holds notices of (not yet acted on); the caller frees *pages_p */
+int  hlrc_notices_pages_after(int writer, uint64_t after, uint32_t **pages_p, size_t *n_p);
 
 /* barrier.c */
 int  hlrc_barrier_init(void);

@@ -21,6 +21,7 @@
 #include "hlrc_int.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "failure/failure.h"
 #include "ftsvm.h"
 
 #include <sched.h>
@@ -82,8 +83,10 @@ int hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy)
     return (status == FTSVM_OK && copy != NULL) ? hlrc_read_page(page, which, copy) : status;
 }
 
-/* 1: acceptable; 0: read again; a negative status: never acceptable */
-static int hlrc_meta_acceptable(size_t page, int home, const uint64_t *meta)
+/* 1: acceptable; 0: read again; 2: a failed writer's pending entry is set
+ * here (DESIGN.md 5.4): read the other home, which holds the page without
+ * that unfinished interval, while recovery repairs this one */
+static int hlrc_meta_acceptable(size_t page, const uint64_t *meta)
 {
     const uint64_t *required = hlrc.required + page * (size_t)hlrc.nodes;
     int j, ok = 1;
@@ -92,12 +95,7 @@ static int hlrc_meta_acceptable(size_t page, int home, const uint64_t *meta)
         uint64_t applied = meta[2 * j], pending = meta[2 * j + 1];
 
         if (pending != 0 && j != hlrc.node && !rdma_peer_alive(hlrc.rdma, j)) {
-            /* replica_resolve decides; wiring it to failures is the
-             * failure-handling step (DESIGN.md section 7) */
-            ftsvm_error("page 0x%zx at node %d: node %d failed while writing interval %llu "
-                        "there, and resolving it is not built yet", page, home, j,
-                        (unsigned long long)pending);
-            return FTSVM_EPEER;
+            return 2;
         }
         if (applied < required[j] || pending != 0) {
             ok = 0;
@@ -126,7 +124,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
 {
     size_t words = 2u * (size_t)hlrc.nodes;
     int which = hlrc_fetch_source(page), home, status, ok;
-    uint64_t deadline = 0, *before, *after;
+    uint64_t deadline = 0, *before, *after, view = failure_view();
     unsigned round = 0;
 
     if (fetch_meta == NULL) {
@@ -144,10 +142,12 @@ int hlrc_fetch(size_t page, uint8_t *dst)
     for (;;) {
         home = hlrc_home(page, which);
         ok = 0;
-        status = hlrc_read_meta(page, which, before);
+        status = (home < 0) ? FTSVM_EPEER : hlrc_read_meta(page, which, before);
         if (status == FTSVM_OK) {
-            ok = hlrc_meta_acceptable(page, home, before);
-            status = (ok < 0) ? ok : FTSVM_OK;
+            ok = hlrc_meta_acceptable(page, before);
+            if (ok == 1) {
+                replica_fault_point(REPLICA_FAULT_FETCH);
+            }
         }
         if (ok == 1) {
             status = hlrc_read_page(page, which, dst);
@@ -158,9 +158,19 @@ int hlrc_fetch(size_t page, uint8_t *dst)
                 return FTSVM_OK;
             }
         }
-        if (status == FTSVM_EPEER && which == REPLICA_PRIMARY &&
-            hlrc_home(page, REPLICA_SECONDARY) >= 0 && !rdma_peer_alive(hlrc.rdma, home)) {
-            which = REPLICA_SECONDARY;   /* the primary failed: its twin has the page */
+        if (status == FTSVM_EPEER) {
+            /* the home failed: once the view without it is adopted, the
+             * placement names the surviving home */
+            if (failure_wait_adopted(view, HLRC_FETCH_TIMEOUT_NS) != FTSVM_OK ||
+                hlrc_home(page, REPLICA_PRIMARY) < 0) {
+                ftsvm_error("fetch of page 0x%zx: %s", page,
+                            hlrc_home(page, REPLICA_PRIMARY) < 0 ?
+                            "every home of the page failed" : "its home failed and no new "
+                            "view came");
+                return FTSVM_EPEER;
+            }
+            view  = failure_view();
+            which = hlrc_fetch_source(page);
             continue;
         }
         if (status != FTSVM_OK) {
@@ -169,8 +179,10 @@ int hlrc_fetch(size_t page, uint8_t *dst)
             return status;
         }
         stats_add(&hlrc.stats, HLRC_STAT_FETCH_RETRIES, 1);
-        if (which == REPLICA_SECONDARY && home == hlrc.node &&
-            rdma_peer_alive(hlrc.rdma, hlrc_home(page, REPLICA_PRIMARY))) {
+        if (ok == 2 && hlrc_home(page, !which) >= 0) {
+            which = !which;   /* the other home has the page without the void part */
+        } else if (which == REPLICA_SECONDARY && home == hlrc.node &&
+                   rdma_peer_alive(hlrc.rdma, hlrc_home(page, REPLICA_PRIMARY))) {
             /* our own secondary copy lags (a phase 2 is running): the
              * primary is ahead of it, never behind */
             which = REPLICA_PRIMARY;

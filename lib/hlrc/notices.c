@@ -148,6 +148,40 @@ void hlrc_notices_drain(int writer)
     pthread_mutex_unlock(&hlrc.notice_lock);
 }
 
+int hlrc_notices_pages_after(int writer, uint64_t after, uint32_t **pages_p, size_t *n_p)
+{
+    hlrc_notice_list_t *list = &hlrc.notices[writer];
+    uint32_t *pages = NULL, *grown;
+    size_t n = 0, cap = 0, i, k;
+
+    hlrc_notices_drain(writer);
+    pthread_mutex_lock(&hlrc.notice_lock);
+    for (i = list->first; i < list->count; i++) {
+        const hlrc_notice_t *notice = &list->items[i];
+
+        if (notice->interval <= after) {
+            continue;
+        }
+        if (n + notice->npages > cap) {
+            cap = 2 * (n + notice->npages) + 16;
+            grown = realloc(pages, cap * sizeof(uint32_t));
+            if (grown == NULL) {
+                pthread_mutex_unlock(&hlrc.notice_lock);
+                free(pages);
+                return FTSVM_ENOMEM;
+            }
+            pages = grown;
+        }
+        for (k = 0; k < notice->npages; k++) {
+            pages[n++] = notice->pages[k];
+        }
+    }
+    pthread_mutex_unlock(&hlrc.notice_lock);
+    *pages_p = pages;
+    *n_p = n;
+    return FTSVM_OK;
+}
+
 static void hlrc_on_drain(void *arg, int src, const void *payload, size_t len)
 {
     hlrc_notices_drain(src);
@@ -229,6 +263,7 @@ int hlrc_notices_publish(uint64_t interval, const uint32_t *pages, size_t npages
         for (reader = 0; status == FTSVM_OK && reader < hlrc.nodes; reader++) {
             if (reader != hlrc.node && rdma_peer_alive(hlrc.rdma, reader)) {
                 status = ring_put(reader, hlrc.ring_tail, record, len);
+                status = (status == FTSVM_EPEER) ? FTSVM_OK : status;   /* it left */
             }
         }
         hlrc.ring_tail += len;
@@ -243,11 +278,14 @@ int hlrc_notices_publish(uint64_t interval, const uint32_t *pages, size_t npages
         if (reader != hlrc.node && rdma_peer_alive(hlrc.rdma, reader)) {
             status = rdma_put(hlrc.rdma, reader, HLRC_REGION_NOTICES, tails_offset(hlrc.node),
                               &hlrc.ring_tail, 8);
+            status = (status == FTSVM_EPEER) ? FTSVM_OK : status;
         }
     }
-    /* every node has the notices before any diff of this interval is written */
+    /* every node has the notices before any diff of this interval is written
+     * (a reader that failed needs none) */
     if (status == FTSVM_OK) {
         status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+        status = (status == FTSVM_EPEER) ? FTSVM_OK : status;
     }
     stats_add(&hlrc.stats, HLRC_STAT_NOTICES_SENT, npages);
     return status;

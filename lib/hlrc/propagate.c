@@ -30,6 +30,7 @@
  */
 #include "hlrc_int.h"
 #include "common/log.h"
+#include "failure/failure.h"
 #include "ftsvm.h"
 
 enum { PHASE_1 = 0, PHASE_BOTH = 1 };
@@ -59,7 +60,9 @@ static int turn_wait(int step, uint64_t interval)
 static void turn_end(int step, uint64_t interval)
 {
     pthread_mutex_lock(&hlrc.prop_lock);
-    hlrc.phase_done[step] = interval;
+    if (interval > hlrc.phase_done[step]) {   /* a retry may end a turn again */
+        hlrc.phase_done[step] = interval;
+    }
     pthread_cond_broadcast(&hlrc.prop_cond);
     pthread_mutex_unlock(&hlrc.prop_lock);
 }
@@ -95,9 +98,19 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
     int replicated = hlrc.replicated, status = FTSVM_OK, armed;
     size_t i;
 
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        if (which == REPLICA_PRIMARY && hlrc_home(diffs[i].page, which) < 0) {
+            ftsvm_error("page 0x%x has no home left (FTSVM_REPLICAS=1 keeps one copy): "
+                        "interval %llu cannot be written", diffs[i].page,
+                        (unsigned long long)k);
+            return FTSVM_EPEER;
+        }
+    }
     if (replicated) {
         for (i = 0; i < npages && status == FTSVM_OK; i++) {
-            status = hlrc_home_set_pending(diffs[i].page, which, k);
+            if (hlrc_home(diffs[i].page, which) >= 0) {
+                status = hlrc_home_set_pending(diffs[i].page, which, k);
+            }
         }
         /* every pending entry lands before any run: a home never holds part
          * of k without saying so */
@@ -106,8 +119,11 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
         }
         replica_stop_check(stop[0], k, 0);
     }
-    armed = replica_stop_armed(stop[1], k);
+    armed = replica_stop_armed(stop[1], k) || replica_fault_armed(stop[1]);
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        if (hlrc_home(diffs[i].page, which) < 0) {
+            continue;   /* its other home failed: one copy is left */
+        }
         status = hlrc_home_write_runs(diffs[i].page, which, diffs[i].bytes, diffs[i].size);
         if (armed) {
             replica_stop_check(stop[1], k, i + 1);
@@ -136,7 +152,9 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
         }
     }
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        status = hlrc_home_mark_applied(diffs[i].page, which, k);
+        if (hlrc_home(diffs[i].page, which) >= 0) {
+            status = hlrc_home_mark_applied(diffs[i].page, which, k);
+        }
     }
     if (status == FTSVM_OK) {
         status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
@@ -157,15 +175,42 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
     return status;
 }
 
+/* How long a release waits for the view that removes a home it could not
+ * write (detection by heartbeat takes FTSVM_HB_TIMEOUT). */
+#define PROPAGATE_VIEW_WAIT_NS (60ull * 1000000000ull)
+
 int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
 {
+    uint64_t view;
     int status;
 
     replica_stop_check(REPLICA_STOP_BEFORE_PHASE1, interval, 0);
-    status = phase(interval, diffs, npages, REPLICA_PRIMARY);
-    if (status == FTSVM_OK && hlrc.replicated) {
-        stats_add(&hlrc.stats, HLRC_STAT_SECONDARY_DIFFS, npages);
-        status = phase(interval, diffs, npages, REPLICA_SECONDARY);
+    for (;;) {
+        view = failure_view();
+        status = phase(interval, diffs, npages, REPLICA_PRIMARY);
+        if (status == FTSVM_OK && hlrc.replicated) {
+            stats_add(&hlrc.stats, HLRC_STAT_SECONDARY_DIFFS, npages);
+            status = phase(interval, diffs, npages, REPLICA_SECONDARY);
+        }
+        if (status == FTSVM_OK && failure_view() != view) {
+            status = FTSVM_EPEER;   /* a home may have left between a write and its flush */
+        }
+        if (status != FTSVM_EPEER) {
+            break;
+        }
+        /* A home or the backup failed under us. Once the view without it is
+         * adopted, both phases run again on the new placement: the surviving
+         * home of a page whose primary failed becomes its primary and gets
+         * pending, runs and applied again (the same bytes), and the markers
+         * go to the new backup. */
+        if (failure_view() == view &&
+            failure_wait_adopted(view, PROPAGATE_VIEW_WAIT_NS) != FTSVM_OK) {
+            ftsvm_error("release of interval %llu: a home failed and no new view came",
+                        (unsigned long long)interval);
+            break;
+        }
+        ftsvm_info("release of interval %llu: a home failed; writing it again in view %llu",
+                   (unsigned long long)interval, (unsigned long long)failure_view());
     }
     if (status != FTSVM_OK) {
         hlrc_propagation_fail(status);

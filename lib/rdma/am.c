@@ -158,21 +158,23 @@ int rdma_am_send_raw(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
                      const void *payload, size_t len)
 {
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
     int status;
 
     if (peer < 0 || peer >= ctx->nodes) {
         ftsvm_error("message to node %d out of range (job of %d nodes)", peer, ctx->nodes);
         return FTSVM_ERANGE;
     }
-    if (atomic_load(&ctx->peers[peer].failed)) {
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     param.flags        = UCP_AM_SEND_FLAG_EAGER;
     stats_add(&ctx->stats, RDMA_STAT_AM_SENT, 1);
-    status = rdma_progress_wait(ctx, ucp_am_send_nbx(ctx->peers[peer].ep, RDMA_UCX_AM_ID, hdr,
-                                                     hdr_len, payload, len, &param),
-                                "message", peer);
+    request = ucp_am_send_nbx(ep, RDMA_UCX_AM_ID, hdr, hdr_len, payload, len, &param);
+    rdma_ep_put(ctx, peer);
+    status = rdma_progress_wait(ctx, request, "message", peer);
     /* UCX may hold the bytes until the worker is progressed again; an
      * application thread that sent a message usually goes on to sleep, and
      * a sleeping protocol thread is not woken by data waiting to go out

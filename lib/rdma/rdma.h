@@ -74,7 +74,9 @@ int rdma_cswap(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
                uint64_t expected, uint64_t desired, uint64_t *old_p);
 /* Later operations are performed after earlier ones (all peers). */
 int rdma_fence(rdma_ctx_t *ctx);
-/* Earlier operations to `peer` (or RDMA_ALL_PEERS) are complete at the target. */
+/* Earlier operations to `peer` (or RDMA_ALL_PEERS) are complete at the
+ * target. RDMA_ALL_PEERS skips removed peers (rdma_peer_remove): a caller
+ * that wrote to one must notice the view change itself. */
 int rdma_flush(rdma_ctx_t *ctx, int peer);
 
 /* Active messages. Register before peers may send (i.e. before the first
@@ -91,6 +93,19 @@ int rdma_on_peer_failure(rdma_ctx_t *ctx, rdma_peer_failed_t cb, void *arg);
 /* 1 while the transport has seen no error from `peer`, else 0. A successful
  * read is no proof of life (a dead peer's shared memory stays readable). */
 int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
+
+/* Remove a peer for good (it left the view): later operations to it fail
+ * with FTSVM_EPEER at once, and operations in flight to it (a hung or cut-off
+ * node never answers) end with FTSVM_EPEER. No failure callback runs. */
+void rdma_peer_remove(rdma_ctx_t *ctx, int peer);
+
+/* A get that does not wait (heartbeats): start it, then poll. `buf` must
+ * stay valid until a poll returns non-zero. */
+typedef struct rdma_req rdma_req_t;
+int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
+                   size_t len, rdma_req_t **req_p);
+/* 1: done, 0: in flight, negative: failed (done either way unless 0) */
+int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req);
 
 /* For tests of the message validation only: send a raw transport message
  * with an arbitrary header. */

@@ -30,8 +30,12 @@ typedef struct rdma_region {
 } rdma_region_t;
 
 typedef struct rdma_peer {
-    ucp_ep_h      ep;
+    ucp_ep_h      ep;          /* NULL once removed (rdma_peer_remove) */
+    /* held shared while an operation is posted on ep, exclusively while
+     * rdma_peer_remove closes it */
+    pthread_rwlock_t ep_lock;
     _Atomic int   failed;
+    _Atomic int   removed;     /* rdma_peer_remove: out of the job for good */
     ucp_rkey_h   *rkeys;       /* one per region */
     uint64_t     *bases;       /* the peer's address of each region */
     size_t       *sizes;
@@ -102,6 +106,10 @@ enum {
 
 /* ucx.c */
 int  rdma_status_from_ucs(ucs_status_t status);
+/* the peer's endpoint with ep_lock held shared, or NULL (FTSVM_EPEER) when
+ * it failed; rdma_ep_put drops the lock once the operation is posted */
+ucp_ep_h rdma_ep_get(rdma_ctx_t *ctx, int peer);
+void     rdma_ep_put(rdma_ctx_t *ctx, int peer);
 
 /* progress.c: the protocol thread, and waiting for a UCX request */
 int  rdma_progress_start(rdma_ctx_t *ctx);

@@ -71,6 +71,51 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer)
     return !atomic_load(&ctx->peers[peer].failed);
 }
 
+ucp_ep_h rdma_ep_get(rdma_ctx_t *ctx, int peer)
+{
+    rdma_peer_t *p = &ctx->peers[peer];
+
+    pthread_rwlock_rdlock(&p->ep_lock);
+    if (p->ep == NULL || atomic_load(&p->failed)) {
+        pthread_rwlock_unlock(&p->ep_lock);
+        return NULL;
+    }
+    return p->ep;
+}
+
+void rdma_ep_put(rdma_ctx_t *ctx, int peer)
+{
+    pthread_rwlock_unlock(&ctx->peers[peer].ep_lock);
+}
+
+void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
+{
+    ucp_request_param_t param = {0};
+    rdma_peer_t *p;
+    ucp_ep_h ep;
+
+    if (peer < 0 || peer >= ctx->nodes || peer == ctx->node) {
+        return;
+    }
+    p = &ctx->peers[peer];
+    if (!atomic_exchange(&p->failed, 1)) {
+        stats_add(&ctx->stats, RDMA_STAT_PEER_FAILURES, 1);
+    }
+    atomic_store(&p->removed, 1);
+    pthread_rwlock_wrlock(&p->ep_lock);
+    ep = p->ep;
+    p->ep = NULL;
+    pthread_rwlock_unlock(&p->ep_lock);
+    if (ep == NULL) {
+        return;
+    }
+    /* force: operations in flight end now with an error, whatever the peer
+     * does (a cut-off node never answers) */
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags        = UCP_EP_CLOSE_FLAG_FORCE;
+    (void)rdma_progress_wait(ctx, ucp_ep_close_nbx(ep, &param), "close", peer);
+}
+
 /* ---- start-up ---------------------------------------------------------- */
 
 static void rdma_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
@@ -448,6 +493,7 @@ int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
         goto err;
     }
     for (node = 0; node < ctx->nodes; node++) {
+        pthread_rwlock_init(&ctx->peers[node].ep_lock, NULL);
         ctx->peers[node].rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
         ctx->peers[node].bases = calloc(ctx->nregions + 1, sizeof(uint64_t));
         ctx->peers[node].sizes = calloc(ctx->nregions + 1, sizeof(size_t));
@@ -623,11 +669,16 @@ int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
         return FTSVM_ERANGE;
     }
     buf[0] = '\0';
+    if (rdma_ep_get(ctx, peer) == NULL) {
+        return FTSVM_EPEER;
+    }
     out = open_memstream(&text, &text_len);
     if (out == NULL) {
+        rdma_ep_put(ctx, peer);
         return FTSVM_ENOMEM;
     }
     ucp_ep_print_info(ctx->peers[peer].ep, out);
+    rdma_ep_put(ctx, peer);
     fclose(out);
     /* lane lines read "lane[0]:  3:sysv/memory.0 md[2] -> ...": keep each
      * lane's transport/device; "put[i]:" lines exist only when one-sided
@@ -686,6 +737,8 @@ int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
              const void *buf, size_t len)
 {
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
     ucp_rkey_h rkey;
     uint64_t addr;
     int status;
@@ -696,14 +749,20 @@ int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
     }
     stats_add(&ctx->stats, RDMA_STAT_PUTS, 1);
     stats_add(&ctx->stats, RDMA_STAT_PUT_BYTES, len);
-    return rdma_progress_wait(ctx, ucp_put_nbx(ctx->peers[peer].ep, buf, len, addr, rkey,
-                                               &param), "put", peer);
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    request = ucp_put_nbx(ep, buf, len, addr, rkey, &param);
+    rdma_ep_put(ctx, peer);
+    return rdma_progress_wait(ctx, request, "put", peer);
 }
 
 int rdma_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
              void *buf, size_t len)
 {
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
     ucp_rkey_h rkey;
     uint64_t addr;
     int status;
@@ -714,14 +773,64 @@ int rdma_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
     }
     stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
     stats_add(&ctx->stats, RDMA_STAT_GET_BYTES, len);
-    return rdma_progress_wait(ctx, ucp_get_nbx(ctx->peers[peer].ep, buf, len, addr, rkey,
-                                               &param), "get", peer);
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    request = ucp_get_nbx(ep, buf, len, addr, rkey, &param);
+    rdma_ep_put(ctx, peer);
+    return rdma_progress_wait(ctx, request, "get", peer);
+}
+
+int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
+                   size_t len, rdma_req_t **req_p)
+{
+    ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_rkey_h rkey;
+    uint64_t addr;
+    ucp_ep_h ep;
+    int status;
+
+    status = rdma_target(ctx, peer, region, offset, len, "get", &addr, &rkey);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
+    request = ucp_get_nbx(ep, buf, len, addr, rkey, &param);
+    rdma_ep_put(ctx, peer);
+    if (UCS_PTR_IS_ERR(request)) {
+        return rdma_status_from_ucs(UCS_PTR_STATUS(request));
+    }
+    /* NULL: done already; the poll then says so */
+    *req_p = (rdma_req_t *)request;
+    return FTSVM_OK;
+}
+
+int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
+{
+    ucs_status_t status;
+
+    (void)ctx;
+    if (req == NULL) {
+        return 1;
+    }
+    status = ucp_request_check_status(req);
+    if (status == UCS_INPROGRESS) {
+        return 0;
+    }
+    ucp_request_free(req);
+    return (status == UCS_OK) ? 1 : rdma_status_from_ucs(status);
 }
 
 static int rdma_atomic(rdma_ctx_t *ctx, ucp_atomic_op_t op, int peer, unsigned region,
                        uint64_t offset, uint64_t operand, uint64_t *reply, const char *what)
 {
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
     ucp_rkey_h rkey;
     uint64_t addr;
     int status;
@@ -739,8 +848,12 @@ static int rdma_atomic(rdma_ctx_t *ctx, ucp_atomic_op_t op, int peer, unsigned r
     param.datatype     = ucp_dt_make_contig(8);
     param.reply_buffer = reply;
     stats_add(&ctx->stats, RDMA_STAT_ATOMICS, 1);
-    return rdma_progress_wait(ctx, ucp_atomic_op_nbx(ctx->peers[peer].ep, op, &operand, 1,
-                                                     addr, rkey, &param), what, peer);
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    request = ucp_atomic_op_nbx(ep, op, &operand, 1, addr, rkey, &param);
+    rdma_ep_put(ctx, peer);
+    return rdma_progress_wait(ctx, request, what, peer);
 }
 
 int rdma_fetch_add(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
@@ -786,9 +899,22 @@ int rdma_fence(rdma_ctx_t *ctx)
     return FTSVM_OK;
 }
 
-int rdma_flush(rdma_ctx_t *ctx, int peer)
+static int rdma_flush_peer(rdma_ctx_t *ctx, int peer)
 {
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
+
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    request = ucp_ep_flush_nbx(ep, &param);
+    rdma_ep_put(ctx, peer);
+    return rdma_progress_wait(ctx, request, "flush", peer);
+}
+
+int rdma_flush(rdma_ctx_t *ctx, int peer)
+{
     int node, status, first = FTSVM_OK;
 
     stats_add(&ctx->stats, RDMA_STAT_FLUSHES, 1);
@@ -797,21 +923,15 @@ int rdma_flush(rdma_ctx_t *ctx, int peer)
             ftsvm_error("flush: node %d out of range (job of %d nodes)", peer, ctx->nodes);
             return FTSVM_ERANGE;
         }
-        if (atomic_load(&ctx->peers[peer].failed)) {
-            return FTSVM_EPEER;
-        }
-        return rdma_progress_wait(ctx, ucp_ep_flush_nbx(ctx->peers[peer].ep, &param),
-                                  "flush", peer);
+        return rdma_flush_peer(ctx, peer);
     }
     /* per endpoint rather than the worker, so that one failed peer does not
      * hide whether the others completed */
     for (node = 0; node < ctx->nodes; node++) {
-        if (atomic_load(&ctx->peers[node].failed)) {
-            status = FTSVM_EPEER;
-        } else {
-            status = rdma_progress_wait(ctx, ucp_ep_flush_nbx(ctx->peers[node].ep, &param),
-                                        "flush", node);
+        if (atomic_load(&ctx->peers[node].removed)) {
+            continue;   /* out of the job: nothing of ours is owed to it */
         }
+        status = rdma_flush_peer(ctx, node);
         if (status != FTSVM_OK && first == FTSVM_OK) {
             first = status;
         }

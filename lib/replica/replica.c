@@ -1,11 +1,30 @@
 /* Start and stop of the replica module. */
 #include "replica_int.h"
 #include "common/log.h"
+#include "failure/failure.h"
 #include "ftsvm.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 replica_t replica;
+_Atomic int replica_any_gone;
+uint8_t    *replica_gone;
+
+/* Recovery step 0: the placement forgets the removed nodes (a block whose
+ * primary left is served by its secondary, in its own slot). */
+static int replica_recover(void *arg, const failure_change_t *change)
+{
+    int i;
+
+    (void)arg;
+    for (i = 0; change->removed_now[i] >= 0; i++) {
+        __atomic_store_n(&replica_gone[change->removed_now[i]], 1, __ATOMIC_RELEASE);
+        atomic_store(&replica_any_gone, 1);
+    }
+    return FTSVM_OK;
+}
 
 int replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nblocks)
 {
@@ -15,9 +34,19 @@ int replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nbloc
     replica.node  = node;
     replica.nodes = nodes;
     status = replica_stop_parse(config->stop_at, nodes, &replica.stop);
+    if (status == FTSVM_OK) {
+        status = replica_fault_parse(config->fault, nodes, &replica.fault);
+    }
     if (status != FTSVM_OK) {
         return status;
     }
+    pthread_mutex_init(&replica.marker_lock, NULL);
+    replica_gone = calloc((size_t)nodes, 1);
+    if (replica_gone == NULL) {
+        ftsvm_error("cannot allocate the placement's membership table");
+        return FTSVM_ENOMEM;
+    }
+    atomic_store(&replica_any_gone, 0);
     status = replica_placement_build(&replica_placement, (int)config->replicas, nodes,
                                      nblocks);
     if (status != FTSVM_OK) {
@@ -40,11 +69,14 @@ int replica_start(rdma_ctx_t *rdma, unsigned region)
 {
     replica.rdma = rdma;
     replica.markers_region = region;
-    return FTSVM_OK;
+    return failure_on_recovery(0, replica_recover, NULL);
 }
 
 void replica_fini(void)
 {
     replica_placement_free(&replica_placement);
+    atomic_store(&replica_any_gone, 0);
+    free(replica_gone);
+    replica_gone = NULL;
     memset(&replica, 0, sizeof(replica));
 }

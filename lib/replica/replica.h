@@ -12,6 +12,7 @@
 #include "config.h"
 #include "rdma/rdma.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,18 +50,70 @@ int  replica_placement_build(replica_placement_t *placement, int replicas, int n
                              size_t nblocks);
 void replica_placement_free(replica_placement_t *placement);
 
+/* Nodes removed by a view change (set by the replica's recovery step): a
+ * row whose primary is gone names its secondary as primary (with that
+ * home's slot: slots never move) and has no secondary; a row whose
+ * secondary is gone has none. */
+extern _Atomic int replica_any_gone;
+extern uint8_t    *replica_gone;
+
+/* the row's home index (0 or 1) that serves as `which` now; -1: none */
+static inline int replica_role(const replica_row_t *row, int which, int replicas)
+{
+    int first = 0;
+
+    if (which >= replicas) {
+        return -1;
+    }
+    if (__builtin_expect(replica_any_gone, 0)) {
+        if (__atomic_load_n(&replica_gone[row->home[0]], __ATOMIC_ACQUIRE)) {
+            first = 1;   /* the primary is gone: the secondary serves */
+            if (replicas < 2 || row->home[1] < 0 ||
+                __atomic_load_n(&replica_gone[row->home[1]], __ATOMIC_ACQUIRE)) {
+                return -1;
+            }
+        } else if (which == 1 && __atomic_load_n(&replica_gone[row->home[1]],
+                                                  __ATOMIC_ACQUIRE)) {
+            return -1;
+        }
+        if (first + which > 1) {
+            return -1;
+        }
+    }
+    return first + which;
+}
+
 static inline int replica_home(size_t block, int which)
 {
     const replica_placement_t *p = &replica_placement;
+    const replica_row_t *row = &p->rows[block % p->period];
+    int role = replica_role(row, which, p->replicas);
 
-    return (which < p->replicas) ? p->rows[block % p->period].home[which] : -1;
+    return (role < 0) ? -1 : row->home[role];
 }
 
 static inline size_t replica_slot(size_t block, int which)
 {
     const replica_placement_t *p = &replica_placement;
+    const replica_row_t *row = &p->rows[block % p->period];
+    int role = replica_role(row, which, p->replicas);
 
-    return (block / p->period) * p->period_slots + p->rows[block % p->period].slot[which];
+    return (block / p->period) * p->period_slots + row->slot[role < 0 ? 0 : role];
+}
+
+/* 1 when `node` was a home of the block at start (either role) */
+static inline int replica_was_home(size_t block, int node, int *which_p)
+{
+    const replica_row_t *row = &replica_placement.rows[block % replica_placement.period];
+    int w;
+
+    for (w = 0; w < replica_placement.replicas; w++) {
+        if (row->home[w] == node) {
+            *which_p = w;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static inline int replica_count(void)
@@ -82,6 +135,11 @@ enum { REPLICA_LAST_RELEASE = 0, REPLICA_NEXT_RELEASE = 1 };
 int replica_marker_put(int which, uint64_t interval);
 /* Read node P's markers from its backup. */
 int replica_markers_read(int node, uint64_t *last_p, uint64_t *next_p);
+/* After a view change moved this node's backup: write both markers there
+ * again (no marker write may run meanwhile), and flush. */
+int replica_markers_resave(uint64_t last, uint64_t next);
+/* the node holding `node`'s markers now (-1: none) */
+int replica_backup(int node);
 
 /* ---- resolving a writer's entries on one page (resolve.c, DESIGN.md 5.4) ---- */
 typedef struct replica_words {

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const point_names[REPLICA_STOP_COUNT] = {
     [REPLICA_STOP_NONE]           = "none",
@@ -25,6 +26,13 @@ static const char *const point_names[REPLICA_STOP_COUNT] = {
     [REPLICA_STOP_PHASE2_DIFFS]   = "phase2-diffs",
     [REPLICA_STOP_PHASE2_APPLIED] = "phase2-applied",
     [REPLICA_STOP_LAST_RELEASE]   = "last-release",
+    [REPLICA_FAULT_LOCK_HELD]     = "lock-held",
+    [REPLICA_FAULT_LOCK_WAIT]     = "lock-wait",
+    [REPLICA_FAULT_LOCK_HOME]     = "lock-home",
+    [REPLICA_FAULT_BACKUP]        = "backup",
+    [REPLICA_FAULT_BARRIER]       = "barrier",
+    [REPLICA_FAULT_FETCH]         = "fetch",
+    [REPLICA_FAULT_FOR_CHUNK]     = "for-chunk",
 };
 
 const char *replica_stop_name(replica_stop_point_t point)
@@ -37,8 +45,8 @@ static int stop_takes_pages(replica_stop_point_t point)
     return point == REPLICA_STOP_PHASE1_DIFFS || point == REPLICA_STOP_PHASE2_DIFFS;
 }
 
-static int stop_number(const char *spec, const char *what, const char *text, char stop_at,
-                       long long min, long long max, long long *value_p)
+static int stop_number(const char *var, const char *spec, const char *what, const char *text,
+                       char stop_at, long long min, long long max, long long *value_p)
 {
     char *end;
     long long v;
@@ -46,7 +54,7 @@ static int stop_number(const char *spec, const char *what, const char *text, cha
     errno = 0;
     v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != stop_at || v < min || v > max) {
-        ftsvm_error("FTSVM_STOP_AT: '%s': %s must be a number in [%lld, %lld]", spec, what,
+        ftsvm_error("FTSVM_%s: '%s': %s must be a number in [%lld, %lld]", var, spec, what,
                     min, max);
         return FTSVM_EINVAL;
     }
@@ -54,9 +62,13 @@ static int stop_number(const char *spec, const char *what, const char *text, cha
     return FTSVM_OK;
 }
 
-int replica_stop_parse(const char *spec, int nodes, replica_stop_t *stop_p)
+/* FTSVM_STOP_AT and FTSVM_FAULT share a syntax; the fault takes more
+ * points, and :n on a point without pages (the n-th time there). */
+static int stop_parse(const char *var, int fault, const char *spec, int nodes,
+                      replica_stop_t *stop_p)
 {
     replica_stop_t stop = { REPLICA_STOP_NONE, 0, -1, 0 };
+    int last = fault ? REPLICA_STOP_COUNT : REPLICA_FAULT_LOCK_HELD;
     const char *at, *hash, *colon;
     long long v;
     size_t len;
@@ -68,49 +80,91 @@ int replica_stop_parse(const char *spec, int nodes, replica_stop_t *stop_p)
     }
     at = strchr(spec, '@');
     if (at == NULL) {
-        ftsvm_error("FTSVM_STOP_AT: '%s' names no node (<point>[:<k>]@<node>[#<interval>])",
-                    spec);
+        ftsvm_error("FTSVM_%s: '%s' names no node (<point>[:<%s>]@<node>[#<interval>])", var,
+                    spec, fault ? "n" : "k");
         return FTSVM_EINVAL;
     }
     colon = memchr(spec, ':', (size_t)(at - spec));
     len = (size_t)((colon != NULL ? colon : at) - spec);
-    for (p = REPLICA_STOP_BEFORE_PHASE1; p < REPLICA_STOP_COUNT; p++) {
+    for (p = REPLICA_STOP_BEFORE_PHASE1; p < last; p++) {
         if (strlen(point_names[p]) == len && strncmp(spec, point_names[p], len) == 0) {
             stop.point = (replica_stop_point_t)p;
         }
     }
     if (stop.point == REPLICA_STOP_NONE) {
-        ftsvm_error("FTSVM_STOP_AT: '%s': unknown point (before-phase1, phase1-pending, "
+        ftsvm_error("FTSVM_%s: '%s': unknown point (before-phase1, phase1-pending, "
                     "phase1-diffs:<k>, next-release, phase1-applied, phase2-pending, "
-                    "phase2-diffs:<k>, phase2-applied, last-release)", spec);
+                    "phase2-diffs:<k>, phase2-applied, last-release%s)", var, spec,
+                    fault ? ", lock-held, lock-wait, lock-home, backup, barrier, fetch, "
+                            "for-chunk" : "");
         return FTSVM_EINVAL;
     }
-    if (stop_takes_pages(stop.point) != (colon != NULL)) {
-        ftsvm_error("FTSVM_STOP_AT: '%s': %s", spec, colon != NULL ?
+    if (stop_takes_pages(stop.point) ? colon == NULL : (colon != NULL && !fault)) {
+        ftsvm_error("FTSVM_%s: '%s': %s", var, spec, colon != NULL ?
                     "only the *-diffs points take a page count" :
                     "a *-diffs point needs a page count (e.g. phase1-diffs:2)");
         return FTSVM_EINVAL;
     }
     if (colon != NULL) {
-        if (stop_number(spec, "the page count", colon + 1, '@', 1, 1 << 30, &v) != FTSVM_OK) {
+        if (stop_number(var, spec, stop_takes_pages(stop.point) ? "the page count" :
+                        "the count", colon + 1, '@', 1, 1 << 30, &v) != FTSVM_OK) {
             return FTSVM_EINVAL;
         }
         stop.pages = (unsigned)v;
     }
     hash = strchr(at, '#');
-    if (stop_number(spec, "the node", at + 1, hash != NULL ? '#' : '\0', 0, nodes - 1,
+    if (stop_number(var, spec, "the node", at + 1, hash != NULL ? '#' : '\0', 0, nodes - 1,
                     &v) != FTSVM_OK) {
         return FTSVM_EINVAL;
     }
     stop.node = (int)v;
     if (hash != NULL) {
-        if (stop_number(spec, "the interval", hash + 1, '\0', 1, 1ll << 62, &v) != FTSVM_OK) {
+        if (stop_number(var, spec, "the interval", hash + 1, '\0', 1, 1ll << 62, &v) !=
+            FTSVM_OK) {
             return FTSVM_EINVAL;
         }
         stop.interval = (uint64_t)v;
     }
     *stop_p = stop;
     return FTSVM_OK;
+}
+
+int replica_stop_parse(const char *spec, int nodes, replica_stop_t *stop_p)
+{
+    return stop_parse("STOP_AT", 0, spec, nodes, stop_p);
+}
+
+int replica_fault_parse(const char *spec, int nodes, replica_stop_t *fault_p)
+{
+    return stop_parse("FAULT", 1, spec, nodes, fault_p);
+}
+
+/* SIGKILL, as a real failure: no flush, no goodbye */
+static void fault_fire(replica_stop_point_t point)
+{
+    char line[160];
+    int n;
+
+    n = snprintf(line, sizeof(line), "ftsvm: node %d: FTSVM_FAULT: killing itself at %s\n",
+                 replica.node, replica_stop_name(point));
+    if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
+        /* nothing to do: it dies anyway */
+    }
+    kill(getpid(), SIGKILL);
+}
+
+int replica_fault_armed(replica_stop_point_t point)
+{
+    return replica.fault.point == point && replica.fault.node == replica.node;
+}
+
+void replica_fault_point(replica_stop_point_t point)
+{
+    unsigned want = replica.fault.pages ? replica.fault.pages : 1;
+
+    if (replica_fault_armed(point) && atomic_fetch_add(&replica.fault_hits, 1) + 1 == want) {
+        fault_fire(point);
+    }
 }
 
 int replica_stop_armed(replica_stop_point_t point, uint64_t interval)
@@ -123,6 +177,15 @@ int replica_stop_armed(replica_stop_point_t point, uint64_t interval)
 
 void replica_stop_check(replica_stop_point_t point, uint64_t interval, size_t pages)
 {
+    if (replica_fault_armed(point) &&
+        (replica.fault.interval == 0 || replica.fault.interval == interval)) {
+        if (stop_takes_pages(point) ? pages == replica.fault.pages
+                                    : (pages == 0 && (replica.fault.pages <= 1 ||
+                                       atomic_fetch_add(&replica.fault_hits, 1) + 1 ==
+                                       replica.fault.pages))) {
+            fault_fire(point);
+        }
+    }
     if (!replica_stop_armed(point, interval) ||
         (stop_takes_pages(point) && pages != replica.stop.pages)) {
         return;

@@ -1,0 +1,391 @@
+/*
+ * Membership views (DESIGN.md section 7).
+ *
+ * The set of removed nodes only grows. A view is that set; its number is its
+ * size. A node that suspects F announces "F removed" (the whole set it
+ * knows) to every node; a receiver takes the union, and announces it again
+ * when that added something (so the news spreads if the first announcer dies
+ * half way). Concurrent suspicions of the same node therefore make one view,
+ * and suspicions of different nodes merge: every survivor adopts the same
+ * sequence of sets.
+ *
+ * Fail-stop is enforced: a node that finds itself in the set, or that has
+ * lost contact with most of the view (heartbeat.c), stops at once with
+ * FAILURE_EXIT_FENCED and touches no shared memory after that.
+ *
+ * Adoption (the recovery thread, recovery.c): the transport drops the
+ * removed nodes (operations in flight to them end), then the recovery steps
+ * run; while they run failure_recovering() is 1.
+ */
+#include "failure_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+failure_t failure;
+
+static const char *const cause_names[FAILURE_CAUSE_COUNT] = {
+    [FAILURE_CAUSE_TRANSPORT] = "transport", [FAILURE_CAUSE_HEARTBEAT] = "heartbeat",
+    [FAILURE_CAUSE_ANNOUNCED] = "announced",
+};
+
+const char *failure_cause_name(int cause)
+{
+    return (cause >= 0 && cause < FAILURE_CAUSE_COUNT) ? cause_names[cause] : "?";
+}
+
+uint64_t failure_view(void)
+{
+    return atomic_load(&failure.view);
+}
+
+int failure_member(int node)
+{
+    if (failure.removed == NULL) {
+        return 1;   /* not started: everybody */
+    }
+    return node >= 0 && node < failure.nodes &&
+           !__atomic_load_n(&failure.removed[node], __ATOMIC_ACQUIRE);
+}
+
+int failure_members(void)
+{
+    int node, n = 0;
+
+    for (node = 0; node < failure.nodes; node++) {
+        n += failure_member(node);
+    }
+    return n;
+}
+
+int failure_first_member(void)
+{
+    int node;
+
+    for (node = 0; node < failure.nodes; node++) {
+        if (failure_member(node)) {
+            return node;
+        }
+    }
+    return -1;
+}
+
+int failure_recovering(void)
+{
+    return atomic_load(&failure.recovering);
+}
+
+int failure_wait_adopted(uint64_t view, uint64_t timeout_ns)
+{
+    uint64_t deadline = clock_now_ns() + timeout_ns;
+    struct timespec ts;
+    int status = FTSVM_OK;
+
+    pthread_mutex_lock(&failure.lock);
+    while (failure_view() <= view && !failure.stop) {
+        if (clock_now_ns() >= deadline) {
+            status = FTSVM_ETIMEDOUT;
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    return status;
+}
+
+int failure_wait_view(uint64_t view, uint64_t timeout_ns)
+{
+    uint64_t deadline = clock_now_ns() + timeout_ns;
+    struct timespec ts;
+    int status = FTSVM_OK;
+
+    pthread_mutex_lock(&failure.lock);
+    while (!(failure.recovered > view && !atomic_load(&failure.recovering)) &&
+           !failure.stop) {
+        uint64_t now = clock_now_ns();
+
+        if (now >= deadline) {
+            status = FTSVM_ETIMEDOUT;
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* wake every 10 ms at least: a timed wait keeps no clock skew */
+        ts.tv_nsec += 10000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    return status;
+}
+
+/* A line for the log and one for whoever sums the run up (ftsvm-run), both
+ * on stderr whatever the log level: a failure is always news. */
+static void failure_event(const char *text)
+{
+    ssize_t ignored = write(STDERR_FILENO, text, strlen(text));
+
+    (void)ignored;
+}
+
+void failure_fence(const char *why)
+{
+    char line[512];
+
+    snprintf(line, sizeof(line),
+             "ftsvm: node %d: fenced: %s; stopping now, touching no shared memory "
+             FAILURE_EVENT_TAG "fenced=%d ns=%llu]\n", failure.node, why, failure.node,
+             (unsigned long long)clock_now_ns());
+    failure_event(line);
+    _exit(FAILURE_EXIT_FENCED);
+}
+
+void failure_report(uint64_t view, int node, int cause, uint64_t detected_ns,
+                    uint64_t recovered_ns)
+{
+    char line[512];
+
+    snprintf(line, sizeof(line),
+             "ftsvm: node %d: view %llu: node %d removed (%s); recovered %.1f ms after the "
+             "news " FAILURE_EVENT_TAG "view=%llu removed=%d cause=%s detected_ns=%llu "
+             "recovered_ns=%llu]\n", failure.node, (unsigned long long)view, node,
+             failure_cause_name(cause), (double)(recovered_ns - detected_ns) / 1e6,
+             (unsigned long long)view, node, failure_cause_name(cause),
+             (unsigned long long)detected_ns, (unsigned long long)recovered_ns);
+    failure_event(line);
+}
+
+static void failure_send_view(const uint8_t *target)
+{
+    int node;
+
+    for (node = 0; node < failure.nodes; node++) {
+        if (node == failure.node || (target[node] && failure.removed[node])) {
+            continue;
+        }
+        /* the removed nodes hear it too, when they still can: they fence */
+        stats_add(&failure.stats, FAILURE_STAT_VIEWS_SENT, 1);
+        (void)rdma_am_send(failure.rdma, node, FAILURE_AM_VIEW, target,
+                           (size_t)failure.nodes);
+    }
+}
+
+void failure_announce(const uint8_t *remove, int cause)
+{
+    uint8_t *send = NULL;
+    int node, added = 0;
+
+    if (atomic_load(&failure.quiescing)) {
+        return;
+    }
+    if (remove[failure.node]) {
+        failure_fence("the other nodes removed it from the view");
+    }
+    pthread_mutex_lock(&failure.lock);
+    for (node = 0; node < failure.nodes; node++) {
+        if (remove[node] && !failure.target[node]) {
+            failure.target[node] = 1;
+            failure.cause[node]  = cause;
+            failure.target_view++;
+            added = 1;
+        }
+    }
+    if (added) {
+        if (failure.detected_ns == 0) {
+            failure.detected_ns = clock_now_ns();
+        }
+        send = malloc((size_t)failure.nodes);
+        if (send != NULL) {
+            memcpy(send, failure.target, (size_t)failure.nodes);
+        }
+        pthread_cond_broadcast(&failure.cond);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    if (send != NULL) {
+        failure_send_view(send);
+        free(send);
+    }
+}
+
+void failure_suspect(int node, const char *why)
+{
+    uint8_t *remove;
+
+    if (node < 0 || node >= failure.nodes || node == failure.node || !failure_member(node)) {
+        return;
+    }
+    remove = calloc((size_t)failure.nodes, 1);
+    if (remove == NULL) {
+        return;
+    }
+    ftsvm_info("suspecting node %d: %s", node, why);
+    stats_add(&failure.stats, FAILURE_STAT_SUSPICIONS, 1);
+    remove[node] = 1;
+    failure_announce(remove, FAILURE_CAUSE_HEARTBEAT);
+    free(remove);
+}
+
+/* protocol thread: the transport saw the peer die */
+static void on_peer_failed(void *arg, int peer)
+{
+    uint8_t *remove = calloc((size_t)failure.nodes, 1);
+
+    (void)arg;
+    if (remove == NULL) {
+        return;
+    }
+    remove[peer] = 1;
+    failure_announce(remove, FAILURE_CAUSE_TRANSPORT);
+    free(remove);
+}
+
+/* protocol thread: another node's announcement */
+static void on_view(void *arg, int src, const void *payload, size_t len)
+{
+    (void)arg;
+    (void)len;
+    if (!failure_member(src)) {
+        return;   /* a removed node's word counts for nothing */
+    }
+    failure_announce(payload, FAILURE_CAUSE_ANNOUNCED);
+}
+
+int failure_view_adopt(int *removed_now)
+{
+    int node, n = 0;
+
+    pthread_mutex_lock(&failure.lock);
+    for (node = 0; node < failure.nodes; node++) {
+        if (failure.target[node] && !failure.removed[node]) {
+            removed_now[n++] = node;
+        }
+    }
+    removed_now[n] = -1;
+    if (n > 0) {
+        atomic_store(&failure.recovering, 1);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    if (n == 0) {
+        return 0;
+    }
+    for (node = 0; node < n; node++) {
+        /* operations in flight to it end before anything reads the new view */
+        rdma_peer_remove(failure.rdma, removed_now[node]);
+    }
+    failure_adoption_steps(removed_now);
+    pthread_mutex_lock(&failure.lock);
+    for (node = 0; node < n; node++) {
+        __atomic_store_n(&failure.removed[removed_now[node]], 1, __ATOMIC_RELEASE);
+        atomic_fetch_add(&failure.view, 1);
+    }
+    pthread_cond_broadcast(&failure.cond);
+    pthread_mutex_unlock(&failure.lock);
+    stats_add(&failure.stats, FAILURE_STAT_VIEW_CHANGES, 1);
+    ftsvm_info("view %llu adopted", (unsigned long long)failure_view());
+    return 1;
+}
+
+void failure_region_sizes(int nodes, size_t sizes[FAILURE_NREGIONS])
+{
+    (void)nodes;
+    sizes[0] = 64;   /* the heartbeat counter, alone on its line */
+}
+
+int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region)
+{
+    static const char *const names[FAILURE_STAT_COUNT] = {
+        [FAILURE_STAT_HEARTBEATS] = "heartbeats_read", [FAILURE_STAT_MISSED_BEATS] = "beats_missed",
+        [FAILURE_STAT_SUSPICIONS] = "suspicions", [FAILURE_STAT_VIEW_CHANGES] = "view_changes",
+        [FAILURE_STAT_VIEWS_SENT] = "views_sent", [FAILURE_STAT_RECOVERY_US] = "recovery_us",
+    };
+    int status;
+
+    memset(&failure, 0, sizeof(failure));
+    failure.rdma   = rdma;
+    failure.region = region;
+    failure.node   = rdma_node(rdma);
+    failure.nodes  = rdma_nodes(rdma);
+    failure.hb_interval_ns = (uint64_t)(config->hb_interval * 1e9);
+    failure.hb_timeout_ns  = (uint64_t)(config->hb_timeout * 1e9);
+    failure.quorum = config->quorum;
+    if (failure.hb_timeout_ns > 0 && failure.hb_interval_ns == 0) {
+        ftsvm_error("FTSVM_HB_INTERVAL must be above 0 when FTSVM_HB_TIMEOUT is");
+        return FTSVM_EINVAL;
+    }
+    if (failure.hb_timeout_ns > 0 && failure.hb_timeout_ns < 3 * failure.hb_interval_ns) {
+        ftsvm_error("FTSVM_HB_TIMEOUT (%g s) must be at least 3 x FTSVM_HB_INTERVAL (%g s)",
+                    config->hb_timeout, config->hb_interval);
+        return FTSVM_EINVAL;
+    }
+    pthread_mutex_init(&failure.lock, NULL);
+    pthread_cond_init(&failure.cond, NULL);
+    failure.target  = calloc((size_t)failure.nodes, 1);
+    failure.removed = calloc((size_t)failure.nodes, 1);
+    failure.cause   = calloc((size_t)failure.nodes, sizeof(int));
+    if (failure.target == NULL || failure.removed == NULL || failure.cause == NULL) {
+        ftsvm_error("cannot allocate the membership tables");
+        failure_fini();
+        return FTSVM_ENOMEM;
+    }
+    status = rdma_am_register(rdma, FAILURE_AM_VIEW, (size_t)failure.nodes,
+                              (size_t)failure.nodes, on_view, NULL);
+    if (status == FTSVM_OK) {
+        status = rdma_on_peer_failure(rdma, on_peer_failed, NULL);
+    }
+    if (status == FTSVM_OK) {
+        status = failure_recovery_init();
+    }
+    if (status != FTSVM_OK) {
+        failure_fini();
+        return status;
+    }
+    failure.stats.module = "failure";
+    failure.stats.count  = FAILURE_STAT_COUNT;
+    memcpy(failure.stats.names, names, sizeof(names));
+    stats_register(&failure.stats);
+    return FTSVM_OK;
+}
+
+int failure_start(void)
+{
+    int status = failure_recovery_start();
+
+    if (status == FTSVM_OK) {
+        status = failure_heartbeat_start();
+    }
+    return status;
+}
+
+void failure_quiesce(void)
+{
+    atomic_store(&failure.quiescing, 1);
+    failure_heartbeat_stop();
+}
+
+void failure_fini(void)
+{
+    atomic_store(&failure.quiescing, 1);
+    failure_heartbeat_stop();
+    failure_recovery_stop();
+    if (failure.stats.module != NULL) {
+        stats_unregister(&failure.stats);
+    }
+    free(failure.target);
+    free(failure.removed);
+    free(failure.cause);
+    failure.target = failure.removed = NULL;
+    failure.cause = NULL;
+}

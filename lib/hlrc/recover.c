@@ -1,0 +1,289 @@
+/*
+ * Recovery of the pages of a failed writer F (DESIGN.md 5.4 and section 7).
+ *
+ * At adoption of the view without F (the placement already names the
+ * surviving home of F's pages as their primary):
+ *   - pages with one home left (F was the other): a pending entry of F there
+ *     is settled with F's markers at once — k <= nextRelease(F): k is
+ *     complete, mark it applied; else k never happened, clear it. Nothing
+ *     else can repair such a page, and a reader of it waits only this long.
+ * Then, as a recovery step run by every survivor:
+ *   1. the gate closes: no release begins; releases in flight end (they
+ *      rewrite what they had written on the new placement);
+ *   2. this node's markers go to its backup again (it may have changed);
+ *   3. exchange: every survivor has drained, so no live writer's interval is
+ *      half written anywhere;
+ *   4. each survivor repairs the pages it is primary of that F's intervals
+ *      after lastRelease(F) touched (from F's write notices, which reach
+ *      every node before any diff): replica_resolve decides between rolling
+ *      the primary back to the secondary's copy (case 1), completing the
+ *      interval at the primary and copying it to the secondary (case 2), and
+ *      copying the primary to the secondary (phase 2 interrupted);
+ *   5. exchange, and the gate opens.
+ * Meanwhile readers never wait for this: a copy with F's pending entry is
+ * refused and the other home read instead (home.c).
+ *
+ * Known limit: when F was itself a home of a page it wrote in its last,
+ * unfinished interval, the surviving copy is the only one and may hold part
+ * of that interval (no second copy to roll back from or forward to); it is
+ * logged.
+ */
+#include "hlrc_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "failure/failure.h"
+#include "ftsvm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void hlrc_gate_wait(void)
+{
+    pthread_mutex_lock(&hlrc.gate_lock);
+    while (hlrc.gate_closed) {
+        pthread_cond_wait(&hlrc.gate_cond, &hlrc.gate_lock);
+    }
+    pthread_mutex_unlock(&hlrc.gate_lock);
+}
+
+static void gate_set(int closed)
+{
+    pthread_mutex_lock(&hlrc.gate_lock);
+    hlrc.gate_closed = closed;
+    pthread_cond_broadcast(&hlrc.gate_cond);
+    pthread_mutex_unlock(&hlrc.gate_lock);
+}
+
+static uint64_t *local_meta(size_t page, int which)
+{
+    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
+                        hlrc_meta_offset(page, which));
+}
+
+static uint8_t *local_copy(size_t page, int which)
+{
+    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) +
+           hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
+}
+
+/* adoption: pages left with one home, here */
+static int settle_single_home(void *arg, const failure_change_t *change)
+{
+    uint64_t last, next, *meta;
+    size_t page;
+    int i, f, was, warned;
+
+    (void)arg;
+    if (!hlrc.replicated) {
+        return FTSVM_OK;
+    }
+    for (i = 0; (f = change->removed_now[i]) >= 0; i++) {
+        if (replica_markers_read(f, &last, &next) != FTSVM_OK) {
+            ftsvm_error("the markers of node %d cannot be read: its unfinished interval "
+                        "is treated as void", f);
+            last = next = 0;
+        }
+        warned = 0;
+        for (page = 0; page < hlrc.npages; page++) {
+            uint64_t k;
+
+            if (hlrc_home(page, REPLICA_PRIMARY) != hlrc.node ||
+                hlrc_home(page, REPLICA_SECONDARY) >= 0 ||
+                !replica_was_home(page / hlrc.home_block, f, &was)) {
+                continue;
+            }
+            meta = local_meta(page, REPLICA_PRIMARY);
+            k = __atomic_load_n(&meta[2 * f + 1], __ATOMIC_ACQUIRE);
+            if (k == 0) {
+                continue;
+            }
+            if (k <= next) {
+                __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);
+            }
+            __atomic_store_n(&meta[2 * f + 1], 0, __ATOMIC_RELEASE);
+            if (!warned++) {
+                ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
+                           "interval %llu here (%s); this copy may hold part of it", page, f,
+                           (unsigned long long)k, k <= next ? "complete" : "void");
+            }
+        }
+    }
+    return FTSVM_OK;
+}
+
+/* copy our primary copy and its words to the secondary: page, then words */
+static int push_to_secondary(size_t page, int secondary)
+{
+    size_t words = 2u * (size_t)hlrc.nodes;
+    int status;
+
+    status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_HOME,
+                      hlrc_home_index(page, REPLICA_SECONDARY) * HLRC_PAGE_SIZE,
+                      local_copy(page, REPLICA_PRIMARY), HLRC_PAGE_SIZE);
+    /* the page before the words that vouch for it */
+    if (status == FTSVM_OK) {
+        status = rdma_fence(hlrc.rdma);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_META,
+                          hlrc_meta_offset(page, REPLICA_SECONDARY),
+                          local_meta(page, REPLICA_PRIMARY), words * 8u);
+    }
+    return status;
+}
+
+static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64_t *smeta,
+                        uint8_t *scopy)
+{
+    size_t words = 2u * (size_t)hlrc.nodes, j;
+    int secondary = hlrc_home(page, REPLICA_SECONDARY), status;
+    uint64_t *meta = local_meta(page, REPLICA_PRIMARY);
+    replica_words_t pw, sw;
+    replica_verdict_t verdict;
+
+    status = hlrc_home_read(page, REPLICA_SECONDARY, smeta, NULL);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    pw.applied = __atomic_load_n(&meta[2 * f], __ATOMIC_ACQUIRE);
+    pw.pending = __atomic_load_n(&meta[2 * f + 1], __ATOMIC_ACQUIRE);
+    sw.applied = smeta[2 * f];
+    sw.pending = smeta[2 * f + 1];
+    verdict = replica_resolve(0, &pw, &sw, last, next);
+    if (verdict != REPLICA_NOTHING) {
+        ftsvm_info("page 0x%zx: node %d's interval: %s (primary %llu/%llu, secondary "
+                   "%llu/%llu, markers %llu/%llu)", page, f, replica_verdict_name(verdict),
+                   (unsigned long long)pw.applied, (unsigned long long)pw.pending,
+                   (unsigned long long)sw.applied, (unsigned long long)sw.pending,
+                   (unsigned long long)last, (unsigned long long)next);
+    }
+    switch (verdict) {
+    case REPLICA_NOTHING:
+    case REPLICA_WAIT:
+        return FTSVM_OK;
+    case REPLICA_ROLL_BACK:
+        /* case 1: the secondary holds the page without the void interval,
+         * and every live writer has caught up there (all drained) */
+        status = hlrc_home_read(page, REPLICA_SECONDARY, smeta, scopy);
+        if (status != FTSVM_OK) {
+            return status;
+        }
+        memcpy(local_copy(page, REPLICA_PRIMARY), scopy, HLRC_PAGE_SIZE);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        for (j = 0; j < words; j++) {
+            __atomic_store_n(&meta[j], smeta[j], __ATOMIC_RELEASE);
+        }
+        return FTSVM_OK;
+    case REPLICA_COMPLETE:
+        /* case 2: complete at the primary; then as phase 2 would */
+        __atomic_store_n(&meta[2 * f], pw.pending, __ATOMIC_RELEASE);
+        __atomic_store_n(&meta[2 * f + 1], 0, __ATOMIC_RELEASE);
+        return push_to_secondary(page, secondary);
+    case REPLICA_COPY_FROM_PRIMARY:
+        return push_to_secondary(page, secondary);
+    case REPLICA_INCONSISTENT:
+    default:
+        ftsvm_error("page 0x%zx: the homes' words for node %d fit no run of the protocol; "
+                    "left as they are", page, f);
+        return FTSVM_OK;
+    }
+}
+
+static int drain(void)
+{
+    uint64_t closed;
+
+    hlrc_update_lock();
+    closed = hlrc.interval - 1;
+    hlrc_update_unlock();
+    return hlrc_propagation_wait(closed);
+}
+
+static int recover_pages(void *arg, const failure_change_t *change)
+{
+    uint64_t last, next, *smeta = NULL;
+    uint32_t *pages = NULL;
+    uint8_t *scopy = NULL, *seen = NULL;
+    void **all = NULL;
+    size_t *lens, n, i;
+    int f, k, status;
+
+    (void)arg;
+    gate_set(1);
+    status = drain();
+    if (status != FTSVM_OK) {
+        ftsvm_error("recovery: a release of this node failed (%s)", ftsvm_strerror(status));
+    }
+    if (hlrc.replicated) {
+        pthread_mutex_lock(&hlrc.prop_lock);
+        last = hlrc.phase_done[1];
+        next = hlrc.phase_done[0];
+        pthread_mutex_unlock(&hlrc.prop_lock);
+        status = replica_markers_resave(last, next);
+        if (status == FTSVM_EPEER) {
+            goto out;
+        }
+    }
+    status = failure_gather(change, 1, NULL, 0, &all, &lens);   /* everyone drained */
+    free(all);
+    if (status != FTSVM_OK || !hlrc.replicated) {
+        goto out;
+    }
+    smeta = malloc(2u * (size_t)hlrc.nodes * 8u);
+    scopy = malloc(HLRC_PAGE_SIZE);
+    seen  = calloc(hlrc.npages, 1);
+    if (smeta == NULL || scopy == NULL || seen == NULL) {
+        status = FTSVM_ENOMEM;
+        goto out;
+    }
+    for (k = 0; (f = change->removed_now[k]) >= 0 && status == FTSVM_OK; k++) {
+        status = replica_markers_read(f, &last, &next);
+        if (status != FTSVM_OK) {
+            ftsvm_error("the markers of node %d cannot be read: its pages are not repaired", f);
+            status = (status == FTSVM_EPEER) ? status : FTSVM_OK;
+            continue;
+        }
+        status = hlrc_notices_pages_after(f, last, &pages, &n);
+        memset(seen, 0, hlrc.npages);
+        for (i = 0; i < n && status == FTSVM_OK; i++) {
+            size_t page = pages[i];
+
+            if (seen[page]++ || hlrc_home(page, REPLICA_PRIMARY) != hlrc.node ||
+                hlrc_home(page, REPLICA_SECONDARY) < 0) {
+                continue;
+            }
+            status = resolve_page(page, f, last, next, smeta, scopy);
+        }
+        free(pages);
+        pages = NULL;
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    if (status == FTSVM_OK) {
+        status = failure_gather(change, 2, NULL, 0, &all, &lens);   /* everyone repaired */
+        free(all);
+    }
+out:
+    free(smeta);
+    free(scopy);
+    free(seen);
+    if (status != FTSVM_EPEER) {
+        gate_set(0);   /* on EPEER the next view's recovery opens it */
+    }
+    return status;
+}
+
+int hlrc_recover_init(void)
+{
+    int status;
+
+    pthread_mutex_init(&hlrc.gate_lock, NULL);
+    pthread_cond_init(&hlrc.gate_cond, NULL);
+    hlrc.gate_closed = 0;
+    status = failure_on_recovery(0, settle_single_home, NULL);
+    if (status == FTSVM_OK) {
+        status = failure_on_recovery(10, recover_pages, NULL);
+    }
+    return status;
+}
