@@ -1,9 +1,11 @@
 /* ftsvm-run: start the N node processes of a job on this machine, serve their
  * rendezvous (rdv_server.c), prefix their output with the node id, inject
- * failures (--kill), and sum up how every node ended.
+ * failures (--kill), and sum up how every node ended: exit codes, and the
+ * failure detection and failover times that the survivors report
+ * (run_events.c).
  *
  *   ftsvm-run -n N [--threads T] [--timeout S] [--kill NODE@SEC]...
- *             [--listen ADDR] [--] ./app [args...]
+ *             [--report FILE] [--listen ADDR] [--] ./app [args...]
  *
  * Everything runs in one thread around one ppoll(). Signals arrive through a
  * signalfd, so a SIGCHLD can never slip in between a check and the wait; node
@@ -16,6 +18,7 @@
 #include "config.h"
 #include "ftsvm.h"
 #include "rdv_server.h"
+#include "run_events.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +52,7 @@
 
 #define RUN_USAGE \
     "usage: ftsvm-run -n N [--threads T] [--timeout S] [--kill NODE@SEC]... " \
-    "[--listen ADDR] [--] ./app [args...]\n"
+    "[--report FILE] [--listen ADDR] [--] ./app [args...]\n"
 
 /* exit statuses of the launcher itself */
 enum {
@@ -70,6 +73,7 @@ typedef struct run_opts {
     run_kill_t *kills;       /* sorted by time once parsed */
     size_t      kill_count;
     const char *listen;
+    const char *report;      /* --report FILE; NULL: not given */
     char      **argv;        /* the program and its arguments */
 } run_opts_t;
 
@@ -94,6 +98,8 @@ typedef struct run_node {
     int          wait_status;
     run_cause_t  cause;
     double       injected_at;    /* seconds, for RUN_CAUSE_INJECTED */
+    uint64_t     injected_ns;    /* CLOCK_MONOTONIC of the SIGKILL, for RUN_CAUSE_INJECTED */
+    uint64_t     reaped_ns;
     uint64_t     drain_deadline; /* 0: none */
     run_stream_t streams[2];
 } run_node_t;
@@ -121,6 +127,9 @@ typedef struct run_job {
     char         *out;              /* RUN_OUT_CAP: prefixed lines on their way out */
     size_t        out_len;
     int           out_broken[3];    /* writing to fd 1 or 2 failed: drop its lines */
+    run_events_t  events;           /* what the nodes said about failures and results */
+    int           fault_node;       /* the node FTSVM_FAULT names, -1 if none */
+    FILE         *report;           /* --report */
 } run_job_t;
 
 /* ---- command line ---- */
@@ -136,6 +145,8 @@ static void run_print_help(void)
            "      --timeout S      SIGKILL every node still running after S seconds\n"
            "      --kill NODE@SEC  SIGKILL node NODE at SEC seconds after launch, as an\n"
            "                       injected failure; repeatable\n"
+           "      --report FILE    write the job's outcome to FILE as key=value lines\n"
+           "                       (see below)\n"
            "      --listen ADDR    address of the rendezvous socket (default 127.0.0.1)\n"
            "  -h, --help           print this help and exit\n"
            "      --version        print the version and exit\n"
@@ -149,10 +160,34 @@ static void run_print_help(void)
            "Each node gets FTSVM_NODE, FTSVM_NODES, FTSVM_RDV and FTSVM_JOB_KEY;\n"
            "FTSVM_BOOT_TIMEOUT bounds how long the nodes may take to join at start-up.\n"
            "\n"
-           "At the end one summary line goes to stderr. The exit status is the highest\n"
-           "over the nodes of their exit code (128 + signal number for a signal);\n"
-           "nodes killed by --kill are expected failures and do not count.\n",
-           RUN_MAX_NODES, RUN_MAX_THREADS);
+           "At the end one summary line goes to stderr: how each node ended and, when\n"
+           "a node failed (--kill, a SIGKILL at its FTSVM_FAULT point, any other signal)\n"
+           "and the survivors printed \"[ftsvm-event ...]\" lines about it, the detection\n"
+           "time (earliest detected_ns of a survivor minus the time of the failure) and\n"
+           "the failover time (latest recovered_ns minus the same), in ms; then\n"
+           "\"result verified\" or \"result NOT verified\" if a node printed \"verified\n"
+           "yes\" or \"verified NO\". A node's time of failure is when the launcher\n"
+           "killed it, or else when it reaped it.\n"
+           "The exit status is the highest over the nodes of their exit code (128 +\n"
+           "signal number for a signal). Expected failures do not count: nodes killed\n"
+           "by --kill, and the node FTSVM_FAULT names when it ends by SIGKILL.\n"
+           "\n"
+           "--report FILE gets one key=value per line:\n"
+           "  nodes         the job's size\n"
+           "  killed_node   the node that failed first, -1 if none did\n"
+           "  kill_how      kill (--kill), fault (FTSVM_FAULT), signal, or none\n"
+           "  kill_ns       its time of failure (CLOCK_MONOTONIC ns), 0 if none\n"
+           "  failed_nodes  how many nodes failed\n"
+           "  detected_ms   detection time, \"none\" if no survivor reported the failure\n"
+           "  failover_ms   failover time, likewise\n"
+           "  reported      survivors that reported the failure\n"
+           "  survivors     nodes that did not fail\n"
+           "  survived      1 if there is a survivor and every survivor exited 0, else 0\n"
+           "  fenced        nodes that exited with %d (fenced themselves)\n"
+           "  verified      yes, no, or none (no node printed a verdict)\n"
+           "  timed_out     1 if --timeout killed a node\n"
+           "  exit          the launcher's exit status\n",
+           RUN_MAX_NODES, RUN_MAX_THREADS, FTSVM_EXIT_FENCED);
 }
 
 static int run_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -325,7 +360,8 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
             return -1;
         }
         if (strcmp(name, "-n") && strcmp(name, "--nodes") && strcmp(name, "--threads") &&
-            strcmp(name, "--timeout") && strcmp(name, "--kill") && strcmp(name, "--listen")) {
+            strcmp(name, "--timeout") && strcmp(name, "--kill") && strcmp(name, "--listen") &&
+            strcmp(name, "--report")) {
             return run_usage_error("unknown option '%s'", name);
         }
         rc = run_option_value(argc, argv, &i, name, inline_value, &value);
@@ -354,6 +390,11 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
             if (rc != 0) {
                 return rc;
             }
+        } else if (!strcmp(name, "--report")) {
+            if (value[0] == '\0') {
+                return run_usage_error("--report: the file name is empty");
+            }
+            opts->report = value;
         } else {
             if (value[0] == '\0') {
                 return run_usage_error("--listen: the address is empty");
@@ -398,6 +439,26 @@ static const char *run_signal_name(int signo)
     case SIGKILL: return "SIGKILL";
     default:      return "a signal";
     }
+}
+
+/* The node that FTSVM_FAULT ("<point>[:<n>]@<node>[#<interval>]") names, -1
+ * if none (the nodes themselves reject a bad value). */
+static int run_fault_node(const char *spec, int nodes)
+{
+    const char *at = strrchr(spec, '@');
+    char *end;
+    long node;
+
+    if (at == NULL) {
+        return -1;
+    }
+    errno = 0;
+    node = strtol(at + 1, &end, 10);
+    if (errno != 0 || end == at + 1 || (*end != '\0' && *end != '#') || node < 0 ||
+        node >= nodes) {
+        return -1;
+    }
+    return (int)node;
 }
 
 /* The launcher's fds 0-2 must exist: a pipe created while one is closed
@@ -516,6 +577,7 @@ static void run_out_line(run_job_t *job, int node, int fd, const char *line, siz
     char prefix[16];
     int prefix_len = snprintf(prefix, sizeof(prefix), "[%d] ", node);
 
+    run_events_scan(&job->events, node, line, len);
     if (job->out_len + (size_t)prefix_len + len + 1 > RUN_OUT_CAP) {
         run_out_flush(job, fd);
     }
@@ -774,6 +836,7 @@ static void run_reap(run_job_t *job)
         }
         n = &job->nodes[node];
         n->reaped = 1;
+        n->reaped_ns = clock_now_ns();
         n->wait_status = status;
         job->live--;
         if (WIFSIGNALED(status)) {
@@ -823,6 +886,7 @@ static void run_inject(run_job_t *job, const run_kill_t *kill_at)
     run_signal_node(job, kill_at->node, SIGKILL);
     n->cause = RUN_CAUSE_INJECTED;
     n->injected_at = kill_at->at;
+    n->injected_ns = clock_now_ns();
     ftsvm_info("injected a failure: killed node %d at %.2f s", kill_at->node,
                (double)(clock_now_ns() - job->start_ns) / RUN_NS_PER_S);
 }
@@ -996,17 +1060,141 @@ static void run_appendf(char *buf, size_t size, size_t *used, const char *fmt, .
     }
 }
 
-/* One line on stderr, written at once; returns the job's exit status. */
-static int run_summary(const run_job_t *job)
+/* How a node ended, as the summary and the exit status see it. */
+typedef enum {
+    RUN_END_EXIT,        /* exited: its code counts */
+    RUN_END_INJECTED,    /* SIGKILL from --kill: expected */
+    RUN_END_FAULT,       /* SIGKILL at its FTSVM_FAULT point: expected */
+    RUN_END_SIGNAL,      /* any other signal, --timeout's SIGKILL included: counts */
+} run_end_t;
+
+static run_end_t run_node_end(const run_job_t *job, int node)
 {
-    size_t size = 160 + (size_t)job->opts.nodes * 64, used = 0;
+    const run_node_t *n = &job->nodes[node];
+    int st = n->wait_status;
+
+    if (!WIFSIGNALED(st)) {
+        return RUN_END_EXIT;
+    }
+    if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_INJECTED) {
+        return RUN_END_INJECTED;
+    }
+    if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_NONE && node == job->fault_node) {
+        return RUN_END_FAULT;
+    }
+    return RUN_END_SIGNAL;
+}
+
+/* When a node failed (CLOCK_MONOTONIC ns), 0 if it did not. A node the
+ * launcher killed failed then; one that died of a signal nobody sent from
+ * here failed at the latest when it was reaped (a moment after). A node
+ * ended by the timeout, or by signals passed on from the user, did not fail
+ * on its own. */
+static uint64_t run_node_failed_ns(const run_job_t *job, int node, const char **how_p)
+{
+    const run_node_t *n = &job->nodes[node];
+
+    switch (run_node_end(job, node)) {
+    case RUN_END_INJECTED:
+        *how_p = "kill";
+        return n->injected_ns;
+    case RUN_END_FAULT:
+        *how_p = "fault";
+        return n->reaped_ns;
+    case RUN_END_SIGNAL:
+        if (n->cause != RUN_CAUSE_NONE || job->interrupts > 0) {
+            return 0;
+        }
+        *how_p = "signal";
+        return n->reaped_ns;
+    default:
+        return 0;
+    }
+}
+
+/* What the summary line and the --report file say. */
+typedef struct run_outcome {
+    int           failed;          /* nodes that failed */
+    int           first_failed;    /* the one that failed first, -1 if none */
+    uint64_t      failed_ns;       /* its time of failure */
+    const char   *how;             /* how it failed (--report's kill_how) */
+    int           have_figures;    /* a survivor reported its removal */
+    run_figures_t figures;
+    int           survivors;       /* nodes that did not fail */
+    int           survived;        /* there are survivors and each exited 0 */
+    int           fenced;          /* nodes that exited with FTSVM_EXIT_FENCED */
+    int           injected;        /* expected failures */
+    int           exit_status;
+} run_outcome_t;
+
+static void run_outcome(const run_job_t *job, char *survivor, run_outcome_t *o)
+{
+    const char *how = NULL;
+    uint64_t failed_ns;
+    int node, code;
+
+    memset(o, 0, sizeof(*o));
+    o->first_failed = -1;
+    o->how = "none";
+    o->survived = 1;
+    for (node = 0; node < job->opts.nodes; node++) {
+        const run_node_t *n = &job->nodes[node];
+        run_end_t end = run_node_end(job, node);
+
+        failed_ns = run_node_failed_ns(job, node, &how);
+        survivor[node] = (failed_ns == 0);
+        if (failed_ns != 0) {
+            o->failed++;
+            if (o->first_failed < 0 || failed_ns < o->failed_ns) {
+                o->first_failed = node;
+                o->failed_ns = failed_ns;
+                o->how = how;
+            }
+        } else {
+            o->survivors++;
+            if (end != RUN_END_EXIT || WEXITSTATUS(n->wait_status) != 0) {
+                o->survived = 0;
+            }
+        }
+        if (end == RUN_END_INJECTED || end == RUN_END_FAULT) {
+            o->injected++;
+            continue;   /* an expected failure: the job succeeded if the others did */
+        }
+        if (end == RUN_END_EXIT) {
+            code = WEXITSTATUS(n->wait_status);
+            o->fenced += (code == FTSVM_EXIT_FENCED);
+        } else {
+            code = 128 + WTERMSIG(n->wait_status);
+        }
+        o->exit_status = (code > o->exit_status) ? code : o->exit_status;
+    }
+    if (o->survivors == 0) {
+        o->survived = 0;
+    }
+    if (o->first_failed >= 0) {
+        o->have_figures = run_events_figures(&job->events, o->first_failed, survivor,
+                                             &o->figures);
+    }
+}
+
+/* milliseconds from `from_ns` to `to_ns`, negative if `to_ns` is earlier */
+static double run_ms_between(uint64_t from_ns, uint64_t to_ns)
+{
+    return (to_ns >= from_ns) ? (double)(to_ns - from_ns) / 1e6 :
+                                -(double)(from_ns - to_ns) / 1e6;
+}
+
+/* One line on stderr, written at once. */
+static void run_summary(const run_job_t *job, const run_outcome_t *o)
+{
+    size_t size = 512 + (size_t)job->opts.nodes * 64, used = 0;
     char *line = malloc(size);
-    int node, injected = 0, exit_status = 0, code;
     unsigned refused = rdv_server_refused(job->rdv);
+    int node;
 
     if (line == NULL) {
         ftsvm_error("out of memory for the summary");
-        return RUN_EXIT_FAILURE;
+        return;
     }
     run_appendf(line, size, &used, "ftsvm-run: %d node%s", job->opts.nodes,
                 (job->opts.nodes == 1) ? "" : "s");
@@ -1014,36 +1202,103 @@ static int run_summary(const run_job_t *job)
         const run_node_t *n = &job->nodes[node];
         int st = n->wait_status;
 
-        if (!WIFSIGNALED(st)) {
-            code = WEXITSTATUS(st);
-            run_appendf(line, size, &used, " | node %d: exit %d", node, code);
-        } else if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_INJECTED) {
-            /* an expected failure: the job succeeded if the others did */
+        switch (run_node_end(job, node)) {
+        case RUN_END_EXIT:
+            run_appendf(line, size, &used, " | node %d: exit %d%s", node, WEXITSTATUS(st),
+                        (WEXITSTATUS(st) == FTSVM_EXIT_FENCED) ? ", fenced" : "");
+            break;
+        case RUN_END_INJECTED:
             run_appendf(line, size, &used, " | node %d: signal %d, injected at %.2f s", node,
                         SIGKILL, n->injected_at);
-            injected++;
-            continue;
-        } else {
-            code = 128 + WTERMSIG(st);
+            break;
+        case RUN_END_FAULT:
+            run_appendf(line, size, &used, " | node %d: signal %d, injected by FTSVM_FAULT",
+                        node, SIGKILL);
+            break;
+        case RUN_END_SIGNAL:
             run_appendf(line, size, &used, " | node %d: signal %d%s", node, WTERMSIG(st),
                         (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_TIMEOUT) ?
                         ", timed out" : "");
+            break;
         }
-        exit_status = (code > exit_status) ? code : exit_status;
     }
-    run_appendf(line, size, &used, " | failures injected: %d", injected);
+    run_appendf(line, size, &used, " | failures injected: %d", o->injected);
+    if (o->have_figures) {
+        run_appendf(line, size, &used, " | failure of node %d: detection %.1f ms, failover "
+                    "%.1f ms", o->first_failed,
+                    run_ms_between(o->failed_ns, o->figures.first_detected_ns),
+                    run_ms_between(o->failed_ns, o->figures.last_recovered_ns));
+    } else if (o->first_failed >= 0 && job->events.count > 0) {
+        run_appendf(line, size, &used, " | failure of node %d: no survivor reported it",
+                    o->first_failed);
+    }
+    if (job->events.verified != RUN_VERIFIED_NONE) {
+        run_appendf(line, size, &used, " | result %s",
+                    (job->events.verified == RUN_VERIFIED_YES) ? "verified" : "NOT verified");
+    }
     if (job->timed_out) {
         run_appendf(line, size, &used, " | timed out after %g s", job->opts.timeout);
     }
     if (refused > 0) {
         run_appendf(line, size, &used, " | refused connections: %u", refused);
     }
-    run_appendf(line, size, &used, " | exit %d\n", exit_status);
+    run_appendf(line, size, &used, " | exit %d\n", o->exit_status);
     if (write(STDERR_FILENO, line, used) < 0) {
         /* stderr is gone; the exit status still tells */
     }
     free(line);
-    return exit_status;
+}
+
+/* --report: key=value lines for scripts (the keys are listed in --help). */
+static void run_write_report(run_job_t *job, const run_outcome_t *o)
+{
+    FILE *f = job->report;
+
+    if (f == NULL) {
+        return;
+    }
+    job->report = NULL;
+    fprintf(f, "nodes=%d\n", job->opts.nodes);
+    fprintf(f, "killed_node=%d\n", o->first_failed);
+    fprintf(f, "kill_how=%s\n", o->how);
+    fprintf(f, "kill_ns=%llu\n", (unsigned long long)o->failed_ns);
+    fprintf(f, "failed_nodes=%d\n", o->failed);
+    if (o->have_figures) {
+        fprintf(f, "detected_ms=%.1f\n",
+                run_ms_between(o->failed_ns, o->figures.first_detected_ns));
+        fprintf(f, "failover_ms=%.1f\n",
+                run_ms_between(o->failed_ns, o->figures.last_recovered_ns));
+    } else {
+        fputs("detected_ms=none\nfailover_ms=none\n", f);
+    }
+    fprintf(f, "reported=%d\n", o->have_figures ? o->figures.reporters : 0);
+    fprintf(f, "survivors=%d\n", o->survivors);
+    fprintf(f, "survived=%d\n", o->survived);
+    fprintf(f, "fenced=%d\n", o->fenced);
+    fprintf(f, "verified=%s\n", (job->events.verified == RUN_VERIFIED_YES) ? "yes" :
+            (job->events.verified == RUN_VERIFIED_NO) ? "no" : "none");
+    fprintf(f, "timed_out=%d\n", job->timed_out);
+    fprintf(f, "exit=%d\n", o->exit_status);
+    if (ferror(f) | (fclose(f) != 0)) {
+        ftsvm_error("cannot write the report to %s: %m", job->opts.report);
+    }
+}
+
+/* Sum the job up; returns its exit status. */
+static int run_finish(run_job_t *job)
+{
+    run_outcome_t outcome;
+    char *survivor = calloc((size_t)job->opts.nodes, 1);
+
+    if (survivor == NULL) {
+        ftsvm_error("out of memory for the summary");
+        return RUN_EXIT_FAILURE;
+    }
+    run_outcome(job, survivor, &outcome);
+    run_summary(job, &outcome);
+    run_write_report(job, &outcome);
+    free(survivor);
+    return outcome.exit_status;
 }
 
 /* A launcher failure with nodes already running: they must not go on alone. */
@@ -1104,12 +1359,26 @@ int main(int argc, char **argv)
         goto err_free_opts;
     }
     ftsvm_log_level = (ftsvm_log_level_t)config.log_level;
+    job.fault_node = run_fault_node(config.fault, job.opts.nodes);
 
     if (run_open_std_fds() < 0) {
         goto err_free_opts;   /* with fds 0-2 closed there is nobody to tell */
     }
     if (run_raise_fd_limit(&job) != FTSVM_OK || run_make_key(job.key) != FTSVM_OK) {
         goto err_free_opts;
+    }
+    if (job.opts.report != NULL) {
+        /* now, so that a path we cannot write is an error before any node runs */
+        job.report = fopen(job.opts.report, "we");
+        if (job.report == NULL) {
+            ftsvm_error("--report: cannot open %s: %m", job.opts.report);
+            exit_status = RUN_EXIT_USAGE;
+            goto err_free_opts;
+        }
+    }
+    if (run_events_init(&job.events, job.opts.nodes) != 0) {
+        ftsvm_error("out of memory for %d nodes", job.opts.nodes);
+        goto err_close_report;
     }
     job.launcher_pid = getpid();
     job.scratch = malloc(RUN_LINE_MAX + 1);
@@ -1169,7 +1438,7 @@ int main(int argc, char **argv)
     if (run_loop(&job) != FTSVM_OK) {
         goto err_abort_nodes;
     }
-    exit_status = run_summary(&job);
+    exit_status = run_finish(&job);
     rdv_server_destroy(job.rdv);
     close(job.sig_fd);
     sigprocmask(SIG_SETMASK, &job.old_mask, NULL);
@@ -1177,6 +1446,7 @@ int main(int argc, char **argv)
     run_free_nodes(&job);
     free(job.out);
     free(job.scratch);
+    run_events_fini(&job.events);
     free(job.opts.kills);
     return exit_status;
 
@@ -1195,6 +1465,11 @@ err_free_buffers:
     }
     free(job.out);
     free(job.scratch);
+    run_events_fini(&job.events);
+err_close_report:
+    if (job.report != NULL) {
+        fclose(job.report);
+    }
 err_free_opts:
     free(job.opts.kills);
     return exit_status;
