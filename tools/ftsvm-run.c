@@ -192,10 +192,11 @@ static void run_print_help(void)
            "the failover time (latest recovered_ns minus the same), in ms; then\n"
            "\"result verified\" or \"result NOT verified\" if a node printed \"verified\n"
            "yes\" or \"verified NO\". A node's time of failure is when the launcher\n"
-           "killed it, or else when it reaped it.\n"
+           "killed it or cut it off, or else when it reaped it.\n"
            "The exit status is the highest over the nodes of their exit code (128 +\n"
            "signal number for a signal). Expected failures do not count: nodes killed\n"
-           "by --kill, and the node FTSVM_FAULT names when it ends by SIGKILL.\n"
+           "by --kill, the node FTSVM_FAULT names when it ends by SIGKILL, and nodes\n"
+           "cut off by --cut that exit with %d.\n"
            "\n"
            "--report FILE gets one key=value per line:\n"
            "  nodes         the job's size\n"
@@ -214,7 +215,7 @@ static void run_print_help(void)
            "  timed_out     1 if --timeout killed a node\n"
            "  exit          the launcher's exit status\n",
            RUN_MAX_NODES, RUN_MAX_THREADS, FTSVM_EXIT_FENCED, FTSVM_EXIT_FENCED,
-           FTSVM_EXIT_FENCED);
+           FTSVM_EXIT_FENCED, FTSVM_EXIT_FENCED);
 }
 
 static int run_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
