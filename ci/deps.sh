@@ -11,7 +11,7 @@ PACKAGES=(
   libpmix-dev openmpi-bin       # PMIx start-up; mpirun for the PMIx tests
   libcriterion-dev              # tests
   clang-14 libclang-rt-14-dev   # libFuzzer target of the diff decoder
-  iproute2                      # ip netns, for multi-address tests
+  iproute2                      # ip netns: ftsvm-run --netns, multi-address tests
 )
 
 missing=()

@@ -1,9 +1,12 @@
 /* ftsvm-run: start the N node processes of a job on this machine, serve their
  * rendezvous (rdv_server.c), prefix their output with the node id, inject
- * failures (--kill), and sum up how every node ended.
+ * failures (--kill, and --cut in network namespaces of their own:
+ * run_netns.c), and sum up how every node ended: exit codes, and the failure
+ * detection and failover times that the survivors report (run_events.c).
  *
  *   ftsvm-run -n N [--threads T] [--timeout S] [--kill NODE@SEC]...
- *             [--listen ADDR] [--] ./app [args...]
+ *             [--netns [--cut NODE@SEC]...] [--report FILE] [--listen ADDR]
+ *             [--] ./app [args...]
  *
  * Everything runs in one thread around one ppoll(). Signals arrive through a
  * signalfd, so a SIGCHLD can never slip in between a check and the wait; node
@@ -16,10 +19,13 @@
 #include "config.h"
 #include "ftsvm.h"
 #include "rdv_server.h"
+#include "run_events.h"
+#include "run_netns.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,7 +55,7 @@
 
 #define RUN_USAGE \
     "usage: ftsvm-run -n N [--threads T] [--timeout S] [--kill NODE@SEC]... " \
-    "[--listen ADDR] [--] ./app [args...]\n"
+    "[--netns [--cut NODE@SEC]...] [--report FILE] [--listen ADDR] [--] ./app [args...]\n"
 
 /* exit statuses of the launcher itself */
 enum {
@@ -57,10 +63,12 @@ enum {
     RUN_EXIT_USAGE   = 2,   /* bad arguments or configuration */
 };
 
+/* an injected failure: --kill, or --cut when `cut` */
 typedef struct run_kill {
     int         node;
     double      at;       /* seconds since launch */
     size_t      order;    /* position on the command line, to keep ties stable */
+    int         cut;
 } run_kill_t;
 
 typedef struct run_opts {
@@ -69,7 +77,10 @@ typedef struct run_opts {
     double      timeout;     /* seconds; 0: none */
     run_kill_t *kills;       /* sorted by time once parsed */
     size_t      kill_count;
-    const char *listen;
+    const char *listen;      /* NULL: not given */
+    const char *report;      /* --report FILE; NULL: not given */
+    int         netns;       /* --netns */
+    int         cuts;        /* how many of kills are --cut */
     char      **argv;        /* the program and its arguments */
 } run_opts_t;
 
@@ -94,6 +105,10 @@ typedef struct run_node {
     int          wait_status;
     run_cause_t  cause;
     double       injected_at;    /* seconds, for RUN_CAUSE_INJECTED */
+    uint64_t     injected_ns;    /* CLOCK_MONOTONIC of the SIGKILL, for RUN_CAUSE_INJECTED */
+    uint64_t     reaped_ns;
+    double       cut_at;         /* seconds; --cut took its link down then */
+    uint64_t     cut_ns;         /* 0: not cut */
     uint64_t     drain_deadline; /* 0: none */
     run_stream_t streams[2];
 } run_node_t;
@@ -102,6 +117,7 @@ typedef struct run_job {
     run_opts_t    opts;
     run_node_t   *nodes;
     rdv_server_t *rdv;
+    run_netns_t  *netns;            /* --netns */
     char          key[2 * RUN_KEY_BYTES + 1];
     pid_t         launcher_pid;
     uint64_t      start_ns;
@@ -121,6 +137,9 @@ typedef struct run_job {
     char         *out;              /* RUN_OUT_CAP: prefixed lines on their way out */
     size_t        out_len;
     int           out_broken[3];    /* writing to fd 1 or 2 failed: drop its lines */
+    run_events_t  events;           /* what the nodes said about failures and results */
+    int           fault_node;       /* the node FTSVM_FAULT names, -1 if none */
+    FILE         *report;           /* --report */
 } run_job_t;
 
 /* ---- command line ---- */
@@ -136,6 +155,13 @@ static void run_print_help(void)
            "      --timeout S      SIGKILL every node still running after S seconds\n"
            "      --kill NODE@SEC  SIGKILL node NODE at SEC seconds after launch, as an\n"
            "                       injected failure; repeatable\n"
+           "      --netns          run each node in a network namespace of its own (needs\n"
+           "                       root; see below)\n"
+           "      --cut NODE@SEC   with --netns: take node NODE's link down at SEC seconds\n"
+           "                       after launch; the node should fence itself (exit %d)\n"
+           "                       and the others go on; repeatable\n"
+           "      --report FILE    write the job's outcome to FILE as key=value lines\n"
+           "                       (see below)\n"
            "      --listen ADDR    address of the rendezvous socket (default 127.0.0.1)\n"
            "  -h, --help           print this help and exit\n"
            "      --version        print the version and exit\n"
@@ -149,10 +175,47 @@ static void run_print_help(void)
            "Each node gets FTSVM_NODE, FTSVM_NODES, FTSVM_RDV and FTSVM_JOB_KEY;\n"
            "FTSVM_BOOT_TIMEOUT bounds how long the nodes may take to join at start-up.\n"
            "\n"
-           "At the end one summary line goes to stderr. The exit status is the highest\n"
-           "over the nodes of their exit code (128 + signal number for a signal);\n"
-           "nodes killed by --kill are expected failures and do not count.\n",
-           RUN_MAX_NODES, RUN_MAX_THREADS);
+           "With --netns, node K runs in the network namespace ftsvm-<pid>-K, whose only\n"
+           "link, ftsvmK (10.213.X.K+1/24, X from the launcher's pid), is one end of a\n"
+           "veth pair; the other end is a port of a bridge in the namespace\n"
+           "ftsvm-<pid>-hub (10.213.X.254), where the rendezvous listens. The nodes get\n"
+           "UCX_NET_DEVICES=ftsvmK and, unless UCX_TLS is set, UCX_TLS=tcp,self: all\n"
+           "their traffic goes through the veths, which --cut can take down. The\n"
+           "namespaces are deleted when the job ends (also on an error, SIGINT or\n"
+           "SIGTERM). A node that was cut off and exits with %d is reported as fenced\n"
+           "and does not fail the job.\n"
+           "\n"
+           "At the end one summary line goes to stderr: how each node ended and, when\n"
+           "a node failed (--kill, --cut, a SIGKILL at its FTSVM_FAULT point, a signal)\n"
+           "and the survivors printed \"[ftsvm-event ...]\" lines about it, the detection\n"
+           "time (earliest detected_ns of a survivor minus the time of the failure) and\n"
+           "the failover time (latest recovered_ns minus the same), in ms; then\n"
+           "\"result verified\" or \"result NOT verified\" if a node printed \"verified\n"
+           "yes\" or \"verified NO\". A node's time of failure is when the launcher\n"
+           "killed it or cut it off, or else when it reaped it.\n"
+           "The exit status is the highest over the nodes of their exit code (128 +\n"
+           "signal number for a signal). Expected failures do not count: nodes killed\n"
+           "by --kill, the node FTSVM_FAULT names when it ends by SIGKILL, and nodes\n"
+           "cut off by --cut that exit with %d.\n"
+           "\n"
+           "--report FILE gets one key=value per line:\n"
+           "  nodes         the job's size\n"
+           "  killed_node   the node that failed first, -1 if none did\n"
+           "  kill_how      kill (--kill), fault (FTSVM_FAULT), cut (--cut), signal,\n"
+           "                or none\n"
+           "  kill_ns       its time of failure (CLOCK_MONOTONIC ns), 0 if none\n"
+           "  failed_nodes  how many nodes failed\n"
+           "  detected_ms   detection time, \"none\" if no survivor reported the failure\n"
+           "  failover_ms   failover time, likewise\n"
+           "  reported      survivors that reported the failure\n"
+           "  survivors     nodes that did not fail\n"
+           "  survived      1 if there is a survivor and every survivor exited 0, else 0\n"
+           "  fenced        nodes that exited with %d (fenced themselves)\n"
+           "  verified      yes, no, or none (no node printed a verdict)\n"
+           "  timed_out     1 if --timeout killed a node\n"
+           "  exit          the launcher's exit status\n",
+           RUN_MAX_NODES, RUN_MAX_THREADS, FTSVM_EXIT_FENCED, FTSVM_EXIT_FENCED,
+           FTSVM_EXIT_FENCED, FTSVM_EXIT_FENCED);
 }
 
 static int run_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -201,9 +264,11 @@ static int run_parse_seconds(const char *text, int allow_zero, double *value_p)
     return 0;
 }
 
-/* NODE@SEC; NODE is checked against -n once every option is known. */
-static int run_parse_kill(const char *text, run_opts_t *opts)
+/* NODE@SEC of --kill or --cut (`option`); NODE is checked against -n once
+ * every option is known. */
+static int run_parse_kill(const char *option, const char *text, run_opts_t *opts)
 {
+    int cut = !strcmp(option, "--cut");
     const char *at = strchr(text, '@');
     char node_text[16];
     run_kill_t *kills;
@@ -212,36 +277,39 @@ static int run_parse_kill(const char *text, run_opts_t *opts)
     size_t len;
 
     if (at == NULL) {
-        return run_usage_error("--kill '%s': expected NODE@SECONDS, e.g. --kill 1@0.5", text);
+        return run_usage_error("%s '%s': expected NODE@SECONDS, e.g. %s 1@0.5", option,
+                               text, option);
     }
     len = (size_t)(at - text);
     if (len == 0) {
-        return run_usage_error("--kill '%s': the node id before '@' is missing", text);
+        return run_usage_error("%s '%s': the node id before '@' is missing", option, text);
     }
     if (at[1] == '\0') {
-        return run_usage_error("--kill '%s': the time in seconds after '@' is missing", text);
+        return run_usage_error("%s '%s': the time in seconds after '@' is missing", option, text);
     }
     if (len >= sizeof(node_text)) {
-        return run_usage_error("--kill '%s': '%.*s' is not a node id", text, (int)len, text);
+        return run_usage_error("%s '%s': '%.*s' is not a node id", option, text, (int)len, text);
     }
     memcpy(node_text, text, len);
     node_text[len] = '\0';
     if (run_parse_long(node_text, 0, RUN_MAX_NODES - 1, &node) != 0) {
-        return run_usage_error("--kill '%s': '%s' is not a node id", text, node_text);
+        return run_usage_error("%s '%s': '%s' is not a node id", option, text, node_text);
     }
     if (run_parse_seconds(at + 1, 1, &when) != 0) {
-        return run_usage_error("--kill '%s': '%s' is not a time in seconds (a number, 0 or "
-                               "more)", text, at + 1);
+        return run_usage_error("%s '%s': '%s' is not a time in seconds (a number, 0 or "
+                               "more)", option, text, at + 1);
     }
     kills = realloc(opts->kills, (opts->kill_count + 1) * sizeof(*kills));
     if (kills == NULL) {
-        ftsvm_error("out of memory for --kill");
+        ftsvm_error("out of memory for %s", option);
         return RUN_EXIT_FAILURE;
     }
     opts->kills = kills;
     kills[opts->kill_count].node = (int)node;
     kills[opts->kill_count].at = when;
     kills[opts->kill_count].order = opts->kill_count;
+    kills[opts->kill_count].cut = cut;
+    opts->cuts += cut;
     opts->kill_count++;
     return 0;
 }
@@ -282,7 +350,6 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
     int i, rc;
 
     memset(opts, 0, sizeof(*opts));
-    opts->listen = "127.0.0.1";
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *inline_value = NULL;
@@ -312,6 +379,13 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
             inline_value = (arg[2] != '\0') ? arg + 2 : NULL;
         }
 
+        if (!strcmp(name, "--netns")) {
+            if (inline_value != NULL) {
+                return run_usage_error("option '%s' takes no value", name);
+            }
+            opts->netns = 1;
+            continue;
+        }
         if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "--version")) {
             if (inline_value != NULL) {
                 return run_usage_error("option '%s' takes no value", name);
@@ -325,7 +399,8 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
             return -1;
         }
         if (strcmp(name, "-n") && strcmp(name, "--nodes") && strcmp(name, "--threads") &&
-            strcmp(name, "--timeout") && strcmp(name, "--kill") && strcmp(name, "--listen")) {
+            strcmp(name, "--timeout") && strcmp(name, "--kill") && strcmp(name, "--listen") &&
+            strcmp(name, "--report") && strcmp(name, "--cut")) {
             return run_usage_error("unknown option '%s'", name);
         }
         rc = run_option_value(argc, argv, &i, name, inline_value, &value);
@@ -349,11 +424,16 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
                 return run_usage_error("--timeout: '%s' is not a positive number of seconds",
                                        value);
             }
-        } else if (!strcmp(name, "--kill")) {
-            rc = run_parse_kill(value, opts);
+        } else if (!strcmp(name, "--kill") || !strcmp(name, "--cut")) {
+            rc = run_parse_kill(name, value, opts);
             if (rc != 0) {
                 return rc;
             }
+        } else if (!strcmp(name, "--report")) {
+            if (value[0] == '\0') {
+                return run_usage_error("--report: the file name is empty");
+            }
+            opts->report = value;
         } else {
             if (value[0] == '\0') {
                 return run_usage_error("--listen: the address is empty");
@@ -371,11 +451,27 @@ static int run_parse_args(int argc, char **argv, run_opts_t *opts)
     opts->argv = argv + i;
     for (i = 0; (size_t)i < opts->kill_count; i++) {
         if (opts->kills[i].node >= opts->nodes) {
-            return run_usage_error("--kill %d@%g: there is no node %d in a job of %d node%s "
-                                   "(ids start at 0)", opts->kills[i].node, opts->kills[i].at,
+            return run_usage_error("%s %d@%g: there is no node %d in a job of %d node%s "
+                                   "(ids start at 0)", opts->kills[i].cut ? "--cut" : "--kill",
+                                   opts->kills[i].node, opts->kills[i].at,
                                    opts->kills[i].node, opts->nodes,
                                    (opts->nodes == 1) ? "" : "s");
         }
+    }
+    if (opts->cuts > 0 && !opts->netns) {
+        return run_usage_error("--cut needs --netns: only a node with a network namespace of "
+                               "its own can be cut off");
+    }
+    if (opts->netns && opts->listen != NULL) {
+        return run_usage_error("--listen cannot go with --netns: the rendezvous listens on "
+                               "the bridge of the job's namespaces");
+    }
+    if (opts->netns && opts->nodes > RUN_NETNS_MAX_NODES) {
+        return run_usage_error("--netns: at most %d nodes (one /24 subnet)",
+                               RUN_NETNS_MAX_NODES);
+    }
+    if (opts->listen == NULL) {
+        opts->listen = "127.0.0.1";
     }
     if (opts->kill_count > 1) {
         qsort(opts->kills, opts->kill_count, sizeof(*opts->kills), run_kill_compare);
@@ -400,6 +496,26 @@ static const char *run_signal_name(int signo)
     }
 }
 
+/* The node that FTSVM_FAULT ("<point>[:<n>]@<node>[#<interval>]") names, -1
+ * if none (the nodes themselves reject a bad value). */
+static int run_fault_node(const char *spec, int nodes)
+{
+    const char *at = strrchr(spec, '@');
+    char *end;
+    long node;
+
+    if (at == NULL) {
+        return -1;
+    }
+    errno = 0;
+    node = strtol(at + 1, &end, 10);
+    if (errno != 0 || end == at + 1 || (*end != '\0' && *end != '#') || node < 0 ||
+        node >= nodes) {
+        return -1;
+    }
+    return (int)node;
+}
+
 /* The launcher's fds 0-2 must exist: a pipe created while one is closed
  * would land on it and be clobbered by a node's dup2(). */
 static int run_open_std_fds(void)
@@ -417,11 +533,12 @@ static int run_open_std_fds(void)
     return 0;
 }
 
-/* Each node needs two pipes and a socket here; raise the soft limit as far
- * as that takes (the nodes get the old one back). */
+/* Each node needs two pipes and a socket here (and its namespace with
+ * --netns); raise the soft limit as far as that takes (the nodes get the old
+ * one back). */
 static int run_raise_fd_limit(run_job_t *job)
 {
-    rlim_t needed = (rlim_t)job->opts.nodes * 3 + 256;
+    rlim_t needed = (rlim_t)job->opts.nodes * (job->opts.netns ? 4 : 3) + 256;
     struct rlimit lim;
 
     if (getrlimit(RLIMIT_NOFILE, &job->old_nofile) < 0) {
@@ -516,6 +633,7 @@ static void run_out_line(run_job_t *job, int node, int fd, const char *line, siz
     char prefix[16];
     int prefix_len = snprintf(prefix, sizeof(prefix), "[%d] ", node);
 
+    run_events_scan(&job->events, node, line, len);
     if (job->out_len + (size_t)prefix_len + len + 1 > RUN_OUT_CAP) {
         run_out_flush(job, fd);
     }
@@ -665,6 +783,20 @@ static void run_child(const run_job_t *job, int node, int out_fd, int err_fd)
     if ((node != 0 || job->stdin_is_tty) && dup2(job->devnull_fd, STDIN_FILENO) < 0) {
         run_child_fail("cannot set up stdin for", app, errno);
     }
+    if (job->netns != NULL) {
+        char dev[IFNAMSIZ];
+        int err = run_netns_join(job->netns, node);
+
+        if (err != 0) {
+            run_child_fail("cannot enter the network namespace of", app, err);
+        }
+        /* shared memory would bypass the veths, which --cut takes down */
+        run_netns_device(node, dev, sizeof(dev));
+        if ((getenv("UCX_TLS") == NULL && setenv("UCX_TLS", "tcp,self", 1) < 0) ||
+            setenv("UCX_NET_DEVICES", dev, 1) < 0) {
+            run_child_fail("cannot set up the environment of", app, errno);
+        }
+    }
     snprintf(value, sizeof(value), "%d", node);
     if (setenv("FTSVM_NODE", value, 1) < 0) {
         run_child_fail("cannot set up the environment of", app, errno);
@@ -774,6 +906,7 @@ static void run_reap(run_job_t *job)
         }
         n = &job->nodes[node];
         n->reaped = 1;
+        n->reaped_ns = clock_now_ns();
         n->wait_status = status;
         job->live--;
         if (WIFSIGNALED(status)) {
@@ -815,14 +948,26 @@ static void run_inject(run_job_t *job, const run_kill_t *kill_at)
 {
     run_node_t *n = &job->nodes[kill_at->node];
 
-    if (n->reaped || n->cause != RUN_CAUSE_NONE) {
-        ftsvm_info("--kill %d@%g: node %d has already ended; nothing injected", kill_at->node,
-                   kill_at->at, kill_at->node);
+    if (n->reaped || n->cause != RUN_CAUSE_NONE || (kill_at->cut && n->cut_ns != 0)) {
+        ftsvm_info("%s %d@%g: node %d has already ended or was cut off; nothing injected",
+                   kill_at->cut ? "--cut" : "--kill", kill_at->node, kill_at->at,
+                   kill_at->node);
+        return;
+    }
+    if (kill_at->cut) {
+        if (run_netns_cut(job->netns, kill_at->node) != FTSVM_OK) {
+            return;   /* logged; the node runs on, and the summary shows no cut */
+        }
+        n->cut_ns = clock_now_ns();
+        n->cut_at = kill_at->at;
+        ftsvm_info("injected a failure: cut node %d off at %.2f s", kill_at->node,
+                   (double)(n->cut_ns - job->start_ns) / RUN_NS_PER_S);
         return;
     }
     run_signal_node(job, kill_at->node, SIGKILL);
     n->cause = RUN_CAUSE_INJECTED;
     n->injected_at = kill_at->at;
+    n->injected_ns = clock_now_ns();
     ftsvm_info("injected a failure: killed node %d at %.2f s", kill_at->node,
                (double)(clock_now_ns() - job->start_ns) / RUN_NS_PER_S);
 }
@@ -996,17 +1141,152 @@ static void run_appendf(char *buf, size_t size, size_t *used, const char *fmt, .
     }
 }
 
-/* One line on stderr, written at once; returns the job's exit status. */
-static int run_summary(const run_job_t *job)
+/* How a node ended, as the summary and the exit status see it. */
+typedef enum {
+    RUN_END_EXIT,        /* exited: its code counts */
+    RUN_END_CUT_FENCED,  /* fenced itself (exit 75) once --cut cut it off: expected */
+    RUN_END_INJECTED,    /* SIGKILL from --kill: expected */
+    RUN_END_FAULT,       /* SIGKILL at its FTSVM_FAULT point: expected */
+    RUN_END_SIGNAL,      /* any other signal, --timeout's SIGKILL included: counts */
+} run_end_t;
+
+static run_end_t run_node_end(const run_job_t *job, int node)
 {
-    size_t size = 160 + (size_t)job->opts.nodes * 64, used = 0;
+    const run_node_t *n = &job->nodes[node];
+    int st = n->wait_status;
+
+    if (!WIFSIGNALED(st)) {
+        return (n->cut_ns != 0 && WEXITSTATUS(st) == FTSVM_EXIT_FENCED) ? RUN_END_CUT_FENCED :
+                                                                          RUN_END_EXIT;
+    }
+    if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_INJECTED) {
+        return RUN_END_INJECTED;
+    }
+    if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_NONE && node == job->fault_node) {
+        return RUN_END_FAULT;
+    }
+    return RUN_END_SIGNAL;
+}
+
+/* When a node failed (CLOCK_MONOTONIC ns), 0 if it did not. A node the
+ * launcher cut off or killed failed then; one that died of a signal nobody
+ * sent from here failed at the latest when it was reaped (a moment after).
+ * A node ended by the timeout, or by signals passed on from the user, did
+ * not fail on its own. */
+static uint64_t run_node_failed_ns(const run_job_t *job, int node, const char **how_p)
+{
+    const run_node_t *n = &job->nodes[node];
+
+    if (n->cut_ns != 0) {
+        *how_p = "cut";
+        return n->cut_ns;
+    }
+    switch (run_node_end(job, node)) {
+    case RUN_END_INJECTED:
+        *how_p = "kill";
+        return n->injected_ns;
+    case RUN_END_FAULT:
+        *how_p = "fault";
+        return n->reaped_ns;
+    case RUN_END_SIGNAL:
+        if (n->cause != RUN_CAUSE_NONE || job->interrupts > 0) {
+            return 0;
+        }
+        *how_p = "signal";
+        return n->reaped_ns;
+    default:
+        return 0;
+    }
+}
+
+/* What the summary line and the --report file say. */
+typedef struct run_outcome {
+    int           failed;          /* nodes that failed */
+    int           first_failed;    /* the one that failed first, -1 if none */
+    uint64_t      failed_ns;       /* its time of failure */
+    const char   *how;             /* how it failed (--report's kill_how) */
+    int           have_figures;    /* a survivor reported its removal */
+    run_figures_t figures;
+    int           survivors;       /* nodes that did not fail */
+    int           survived;        /* there are survivors and each exited 0 */
+    int           fenced;          /* nodes that exited with FTSVM_EXIT_FENCED */
+    int           injected;        /* expected failures */
+    int           exit_status;
+} run_outcome_t;
+
+static void run_outcome(const run_job_t *job, char *survivor, run_outcome_t *o)
+{
+    const char *how = NULL;
+    uint64_t failed_ns;
+    int node, code;
+
+    memset(o, 0, sizeof(*o));
+    o->first_failed = -1;
+    o->how = "none";
+    o->survived = 1;
+    for (node = 0; node < job->opts.nodes; node++) {
+        const run_node_t *n = &job->nodes[node];
+        run_end_t end = run_node_end(job, node);
+
+        failed_ns = run_node_failed_ns(job, node, &how);
+        survivor[node] = (failed_ns == 0);
+        if (failed_ns != 0) {
+            o->failed++;
+            if (o->first_failed < 0 || failed_ns < o->failed_ns) {
+                o->first_failed = node;
+                o->failed_ns = failed_ns;
+                o->how = how;
+            }
+        } else {
+            o->survivors++;
+            if (end != RUN_END_EXIT || WEXITSTATUS(n->wait_status) != 0) {
+                o->survived = 0;
+            }
+        }
+        if (n->cut_ns != 0 || end == RUN_END_INJECTED || end == RUN_END_FAULT) {
+            o->injected++;
+        }
+        if (end == RUN_END_CUT_FENCED) {
+            o->fenced++;
+        }
+        if (end == RUN_END_INJECTED || end == RUN_END_FAULT || end == RUN_END_CUT_FENCED) {
+            continue;   /* an expected failure: the job succeeded if the others did */
+        }
+        if (end == RUN_END_EXIT) {
+            code = WEXITSTATUS(n->wait_status);
+            o->fenced += (code == FTSVM_EXIT_FENCED);
+        } else {
+            code = 128 + WTERMSIG(n->wait_status);
+        }
+        o->exit_status = (code > o->exit_status) ? code : o->exit_status;
+    }
+    if (o->survivors == 0) {
+        o->survived = 0;
+    }
+    if (o->first_failed >= 0) {
+        o->have_figures = run_events_figures(&job->events, o->first_failed, survivor,
+                                             &o->figures);
+    }
+}
+
+/* milliseconds from `from_ns` to `to_ns`, negative if `to_ns` is earlier */
+static double run_ms_between(uint64_t from_ns, uint64_t to_ns)
+{
+    return (to_ns >= from_ns) ? (double)(to_ns - from_ns) / 1e6 :
+                                -(double)(from_ns - to_ns) / 1e6;
+}
+
+/* One line on stderr, written at once. */
+static void run_summary(const run_job_t *job, const run_outcome_t *o)
+{
+    size_t size = 512 + (size_t)job->opts.nodes * 64, used = 0;
     char *line = malloc(size);
-    int node, injected = 0, exit_status = 0, code;
     unsigned refused = rdv_server_refused(job->rdv);
+    int node;
 
     if (line == NULL) {
         ftsvm_error("out of memory for the summary");
-        return RUN_EXIT_FAILURE;
+        return;
     }
     run_appendf(line, size, &used, "ftsvm-run: %d node%s", job->opts.nodes,
                 (job->opts.nodes == 1) ? "" : "s");
@@ -1014,36 +1294,123 @@ static int run_summary(const run_job_t *job)
         const run_node_t *n = &job->nodes[node];
         int st = n->wait_status;
 
-        if (!WIFSIGNALED(st)) {
-            code = WEXITSTATUS(st);
-            run_appendf(line, size, &used, " | node %d: exit %d", node, code);
-        } else if (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_INJECTED) {
-            /* an expected failure: the job succeeded if the others did */
+        switch (run_node_end(job, node)) {
+        case RUN_END_EXIT:
+        case RUN_END_CUT_FENCED:
+            run_appendf(line, size, &used, " | node %d: exit %d%s", node, WEXITSTATUS(st),
+                        (WEXITSTATUS(st) == FTSVM_EXIT_FENCED) ? ", fenced" : "");
+            break;
+        case RUN_END_INJECTED:
             run_appendf(line, size, &used, " | node %d: signal %d, injected at %.2f s", node,
                         SIGKILL, n->injected_at);
-            injected++;
-            continue;
-        } else {
-            code = 128 + WTERMSIG(st);
+            break;
+        case RUN_END_FAULT:
+            run_appendf(line, size, &used, " | node %d: signal %d, injected by FTSVM_FAULT",
+                        node, SIGKILL);
+            break;
+        case RUN_END_SIGNAL:
             run_appendf(line, size, &used, " | node %d: signal %d%s", node, WTERMSIG(st),
                         (WTERMSIG(st) == SIGKILL && n->cause == RUN_CAUSE_TIMEOUT) ?
                         ", timed out" : "");
+            break;
         }
-        exit_status = (code > exit_status) ? code : exit_status;
+        if (n->cut_ns != 0) {
+            run_appendf(line, size, &used, ", cut off at %.2f s", n->cut_at);
+        }
     }
-    run_appendf(line, size, &used, " | failures injected: %d", injected);
+    run_appendf(line, size, &used, " | failures injected: %d", o->injected);
+    if (o->have_figures) {
+        run_appendf(line, size, &used, " | failure of node %d: detection %.1f ms, failover "
+                    "%.1f ms", o->first_failed,
+                    run_ms_between(o->failed_ns, o->figures.first_detected_ns),
+                    run_ms_between(o->failed_ns, o->figures.last_recovered_ns));
+    } else if (o->first_failed >= 0 && job->events.count > 0) {
+        run_appendf(line, size, &used, " | failure of node %d: no survivor reported it",
+                    o->first_failed);
+    }
+    if (job->events.verified != RUN_VERIFIED_NONE) {
+        run_appendf(line, size, &used, " | result %s",
+                    (job->events.verified == RUN_VERIFIED_YES) ? "verified" : "NOT verified");
+    }
     if (job->timed_out) {
         run_appendf(line, size, &used, " | timed out after %g s", job->opts.timeout);
     }
     if (refused > 0) {
         run_appendf(line, size, &used, " | refused connections: %u", refused);
     }
-    run_appendf(line, size, &used, " | exit %d\n", exit_status);
+    run_appendf(line, size, &used, " | exit %d\n", o->exit_status);
     if (write(STDERR_FILENO, line, used) < 0) {
         /* stderr is gone; the exit status still tells */
     }
     free(line);
-    return exit_status;
+}
+
+/* --report: key=value lines for scripts (the keys are listed in --help). */
+static void run_write_report(run_job_t *job, const run_outcome_t *o)
+{
+    FILE *f = job->report;
+
+    if (f == NULL) {
+        return;
+    }
+    job->report = NULL;
+    fprintf(f, "nodes=%d\n", job->opts.nodes);
+    fprintf(f, "killed_node=%d\n", o->first_failed);
+    fprintf(f, "kill_how=%s\n", o->how);
+    fprintf(f, "kill_ns=%llu\n", (unsigned long long)o->failed_ns);
+    fprintf(f, "failed_nodes=%d\n", o->failed);
+    if (o->have_figures) {
+        fprintf(f, "detected_ms=%.1f\n",
+                run_ms_between(o->failed_ns, o->figures.first_detected_ns));
+        fprintf(f, "failover_ms=%.1f\n",
+                run_ms_between(o->failed_ns, o->figures.last_recovered_ns));
+    } else {
+        fputs("detected_ms=none\nfailover_ms=none\n", f);
+    }
+    fprintf(f, "reported=%d\n", o->have_figures ? o->figures.reporters : 0);
+    fprintf(f, "survivors=%d\n", o->survivors);
+    fprintf(f, "survived=%d\n", o->survived);
+    fprintf(f, "fenced=%d\n", o->fenced);
+    fprintf(f, "verified=%s\n", (job->events.verified == RUN_VERIFIED_YES) ? "yes" :
+            (job->events.verified == RUN_VERIFIED_NO) ? "no" : "none");
+    fprintf(f, "timed_out=%d\n", job->timed_out);
+    fprintf(f, "exit=%d\n", o->exit_status);
+    if (ferror(f) | (fclose(f) != 0)) {
+        ftsvm_error("cannot write the report to %s: %m", job->opts.report);
+    }
+}
+
+/* Sum the job up; returns its exit status. */
+static int run_finish(run_job_t *job)
+{
+    run_outcome_t outcome;
+    char *survivor = calloc((size_t)job->opts.nodes, 1);
+
+    if (survivor == NULL) {
+        ftsvm_error("out of memory for the summary");
+        return RUN_EXIT_FAILURE;
+    }
+    run_outcome(job, survivor, &outcome);
+    run_summary(job, &outcome);
+    run_write_report(job, &outcome);
+    free(survivor);
+    return outcome.exit_status;
+}
+
+/* rdv_server_create's arguments, for run_netns_in_hub */
+typedef struct run_rdv_args {
+    const char     *listen;
+    int             nodes;
+    const char     *key;
+    double          boot_timeout;
+    rdv_server_t  **rdv_p;
+} run_rdv_args_t;
+
+static int run_rdv_create(void *arg)
+{
+    run_rdv_args_t *a = arg;
+
+    return rdv_server_create(a->listen, a->nodes, a->key, a->boot_timeout, a->rdv_p);
 }
 
 /* A launcher failure with nodes already running: they must not go on alone. */
@@ -1081,6 +1448,7 @@ int main(int argc, char **argv)
     ftsvm_config_t config;
     struct sigaction ignore;
     sigset_t mask;
+    run_rdv_args_t rdv_args;
     run_job_t job;
     int rc, node, k, status, exit_status = RUN_EXIT_FAILURE;
 
@@ -1104,12 +1472,26 @@ int main(int argc, char **argv)
         goto err_free_opts;
     }
     ftsvm_log_level = (ftsvm_log_level_t)config.log_level;
+    job.fault_node = run_fault_node(config.fault, job.opts.nodes);
 
     if (run_open_std_fds() < 0) {
         goto err_free_opts;   /* with fds 0-2 closed there is nobody to tell */
     }
     if (run_raise_fd_limit(&job) != FTSVM_OK || run_make_key(job.key) != FTSVM_OK) {
         goto err_free_opts;
+    }
+    if (job.opts.report != NULL) {
+        /* now, so that a path we cannot write is an error before any node runs */
+        job.report = fopen(job.opts.report, "we");
+        if (job.report == NULL) {
+            ftsvm_error("--report: cannot open %s: %m", job.opts.report);
+            exit_status = RUN_EXIT_USAGE;
+            goto err_free_opts;
+        }
+    }
+    if (run_events_init(&job.events, job.opts.nodes) != 0) {
+        ftsvm_error("out of memory for %d nodes", job.opts.nodes);
+        goto err_close_report;
     }
     job.launcher_pid = getpid();
     job.scratch = malloc(RUN_LINE_MAX + 1);
@@ -1151,11 +1533,25 @@ int main(int argc, char **argv)
     ignore.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ignore, &job.old_sigpipe);
 
-    status = rdv_server_create(job.opts.listen, job.opts.nodes, job.key, config.boot_timeout,
-                               &job.rdv);
+    rdv_args.listen = job.opts.listen;
+    rdv_args.nodes = job.opts.nodes;
+    rdv_args.key = job.key;
+    rdv_args.boot_timeout = config.boot_timeout;
+    rdv_args.rdv_p = &job.rdv;
+    if (job.opts.netns) {
+        /* after the signalfd: a SIGINT or SIGTERM meanwhile waits for the
+         * loop, and every way out from here deletes the namespaces */
+        if (run_netns_create(job.opts.nodes, &job.old_mask, &job.netns) != FTSVM_OK) {
+            goto err_close_sigfd;   /* logged */
+        }
+        rdv_args.listen = run_netns_hub_address(job.netns);
+        status = run_netns_in_hub(job.netns, run_rdv_create, &rdv_args);
+    } else {
+        status = run_rdv_create(&rdv_args);
+    }
     if (status != FTSVM_OK) {
         exit_status = (status == FTSVM_EINVAL) ? RUN_EXIT_USAGE : RUN_EXIT_FAILURE;
-        goto err_close_sigfd;   /* rdv_server_create logged it */
+        goto err_destroy_netns;   /* rdv_server_create logged it */
     }
     ftsvm_info("%d nodes, rendezvous on %s", job.opts.nodes, rdv_server_address(job.rdv));
 
@@ -1169,7 +1565,8 @@ int main(int argc, char **argv)
     if (run_loop(&job) != FTSVM_OK) {
         goto err_abort_nodes;
     }
-    exit_status = run_summary(&job);
+    run_netns_destroy(job.netns);   /* every node has been reaped */
+    exit_status = run_finish(&job);
     rdv_server_destroy(job.rdv);
     close(job.sig_fd);
     sigprocmask(SIG_SETMASK, &job.old_mask, NULL);
@@ -1177,12 +1574,15 @@ int main(int argc, char **argv)
     run_free_nodes(&job);
     free(job.out);
     free(job.scratch);
+    run_events_fini(&job.events);
     free(job.opts.kills);
     return exit_status;
 
 err_abort_nodes:
     run_abort_nodes(&job);
     rdv_server_destroy(job.rdv);
+err_destroy_netns:
+    run_netns_destroy(job.netns);
 err_close_sigfd:
     close(job.sig_fd);
 err_restore_mask:
@@ -1195,6 +1595,11 @@ err_free_buffers:
     }
     free(job.out);
     free(job.scratch);
+    run_events_fini(&job.events);
+err_close_report:
+    if (job.report != NULL) {
+        fclose(job.report);
+    }
 err_free_opts:
     free(job.opts.kills);
     return exit_status;

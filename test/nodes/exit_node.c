@@ -7,7 +7,11 @@
  *   sleep S [N]       sleep S seconds (only node N if given; the others exit 0)
  *   env               print FTSVM_NODE FTSVM_NODES FTSVM_THREADS and whether
  *                     FTSVM_RDV and FTSVM_JOB_KEY are set
+ *   netns             print the node's network namespace, UCX_NET_DEVICES,
+ *                     UCX_TLS, FTSVM_RDV and whether /sys/class/net lists the
+ *                     device (ftsvm-run --netns)
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,19 @@ int main(int argc, char **argv)
                getenv("FTSVM_RDV") ? "set" : "unset", getenv("FTSVM_JOB_KEY") ? "set" : "unset");
         return 0;
     }
-    fprintf(stderr, "usage: exit_node codes|raise|print|sleep|env ...\n");
+    if (!strcmp(mode, "netns")) {
+        const char *dev = getenv("UCX_NET_DEVICES");
+        char ns[PATH_MAX] = "?", sys[PATH_MAX];
+        ssize_t len = readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+
+        ns[(len > 0) ? len : 1] = '\0';
+        snprintf(sys, sizeof(sys), "/sys/class/net/%s", dev ? dev : "-");
+        printf("node %d net %s dev %s tls %s rdv %s sys %s\n", node, ns, dev ? dev : "-",
+               getenv("UCX_TLS") ? getenv("UCX_TLS") : "-",
+               getenv("FTSVM_RDV") ? getenv("FTSVM_RDV") : "-",
+               (access(sys, F_OK) == 0) ? "yes" : "no");
+        return 0;
+    }
+    fprintf(stderr, "usage: exit_node codes|raise|print|sleep|env|netns ...\n");
     return 2;
 }
