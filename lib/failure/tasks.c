@@ -61,8 +61,8 @@ enum { CHUNK_CLAIMED = 1, CHUNK_COMMITTED = 2 };
 #define WORD_OWNER(_w) ((int)((_w) & 0xffffffu))
 
 /* backoff while the chunks left are claimed by live nodes */
-#define BACKOFF_FIRST_NS  100000L
-#define BACKOFF_MAX_NS    10000000L
+#define BACKOFF_FIRST_NS  20000L
+#define BACKOFF_MAX_NS    1000000L
 
 enum { TASKS_STAT_CALLS, TASKS_STAT_WINDOWS, TASKS_STAT_CHUNKS, TASKS_STAT_RERUNS,
        TASKS_STAT_SECTIONS, TASKS_STAT_WAITS, TASKS_STAT_STALE, TASKS_STAT_COUNT };
