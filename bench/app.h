@@ -4,8 +4,10 @@
  * instead of libftsvm and runs as plain pthreads in one process, so that the
  * cost of the shared virtual memory shows against the same source.
  *
- * Work is divided by the global thread id (ftsvm_thread_id) over
- * ftsvm_threads(); app_run runs a function on every thread of the node.
+ * Work is divided with ftsvm_for wherever it splits into independent
+ * chunks: a node that dies leaves its uncommitted chunks to the survivors,
+ * so the run still completes and verifies (DESIGN.md section 8). The lowest
+ * live node verifies the result and reports.
  */
 #ifndef FTSVM_BENCH_APP_H
 #define FTSVM_BENCH_APP_H
@@ -54,40 +56,14 @@ static inline void *app_alloc(size_t bytes)
     return p;
 }
 
-typedef struct {
-    void (*fn)(int tid, int nthreads);
-} app_start_t;
-
-static inline void *app_trampoline(void *arg)
+/* how many chunks a loop of n items is cut into: a few per thread, so that
+ * the nodes balance the load and a failed node leaves little to redo */
+static inline size_t app_chunk(size_t n, int per_thread)
 {
-    app_start_t *start = arg;
+    size_t chunks = (size_t)ftsvm_threads() * (size_t)per_thread;
+    size_t chunk = (n + chunks - 1) / chunks;
 
-    start->fn(ftsvm_thread_id(), ftsvm_threads());
-    return NULL;
-}
-
-/* fn on every thread of this node, the main thread included */
-static inline void app_run(void (*fn)(int tid, int nthreads))
-{
-    int per_node = ftsvm_threads() / ftsvm_nodes(), i;
-    pthread_t threads[256];
-    app_start_t start = { fn };
-
-    app_check(per_node <= 256, "at most 256 threads per node");
-    for (i = 1; i < per_node; i++) {
-        app_ok(ftsvm_thread_create(&threads[i], app_trampoline, &start));
-    }
-    fn(ftsvm_thread_id(), ftsvm_threads());
-    for (i = 1; i < per_node; i++) {
-        pthread_join(threads[i], NULL);
-    }
-}
-
-/* the first and one-past-last of n items for thread tid of nthreads */
-static inline void app_share(size_t n, int tid, int nthreads, size_t *first, size_t *end)
-{
-    *first = n * (size_t)tid / (size_t)nthreads;
-    *end   = n * (size_t)(tid + 1) / (size_t)nthreads;
+    return chunk > 0 ? chunk : 1;
 }
 
 static inline long app_arg(int argc, char **argv, int i, long dflt, long min, long max)
@@ -98,17 +74,36 @@ static inline long app_arg(int argc, char **argv, int i, long dflt, long min, lo
     return v;
 }
 
-/* one line on node 0: what ran, how long the timed part took, verified */
+/* -1 not yet known, else whether this node verifies and reports */
+static int app_reporter = -1;
+
+/* 1 on the node that verifies the result and reports it: the lowest live
+ * node (node 0 unless it failed). Decided once, so that the node that
+ * reports is the one that verified. */
+static inline int app_is_reporter(void)
+{
+    int node;
+
+    if (app_reporter < 0) {
+        for (node = 0; node < ftsvm_nodes() && ftsvm_alive(node) != 1; node++) {
+        }
+        app_reporter = (node == ftsvm_node());
+    }
+    return app_reporter;
+}
+
+/* one line from the reporting node: what ran, how long the timed part took,
+ * verified */
 static inline void app_report(const char *size, double seconds, int verified)
 {
-    if (ftsvm_node() == 0) {
+    if (app_is_reporter()) {
         printf("app %s size %s nodes %d threads %d time %.4f s verified %s\n", app_name, size,
                ftsvm_nodes(), ftsvm_threads(), seconds, verified ? "yes" : "NO");
         fflush(stdout);
     }
 }
 
-/* report, wait for every node, finalize; the exit status of main */
+/* report, wait for every live node, finalize; the exit status of main */
 static inline int app_finish(const char *size, double seconds, int verified)
 {
     app_report(size, seconds, verified);

@@ -1,7 +1,11 @@
 /* Blocked right-looking LU factorisation without pivoting of a diagonally
- * dominant N x N matrix, blocks of BS: the diagonal block, then the panel,
- * then the trailing update, with barriers between; blocks dealt round-robin.
- * Verified by max |L*U - A| on node 0.   lu [N=256] [BS=32] */
+ * dominant N x N matrix, blocks of BS. Step k is two ftsvm_for loops over
+ * blocks: the panel (blocks below and right of the diagonal block), then the
+ * trailing update. The diagonal block k+1 is factored by the chunk that
+ * makes its last update (in step k), block 0 by the chunk that fills it, so
+ * no loop of its own waits for one block. The blocks are updated in place:
+ * ftsvm_for commits each chunk exactly once, failures included. Verified by
+ * max |L*U - A| on the lowest live node.   lu [N=256] [BS=32] */
 #include "app.h"
 
 static long n, bs, nb;
@@ -72,40 +76,52 @@ static void update(long bi, long bj, long k)
     }
 }
 
-static void worker(int tid, int nthreads)
+/* block rows [first, first + count): the matrix, then the first diagonal block */
+static void fill_block_rows(size_t first, size_t count, void *arg)
 {
-    size_t first, end;
-    long i, j, k, t;
+    long b, i, j;
 
-    app_share((size_t)n, tid, nthreads, &first, &end);
-    for (i = (long)first; i < (long)end; i++) {
-        for (j = 0; j < n; j++) {
-            AT(i, j) = a_of(i, j);
+    (void)arg;
+    for (b = (long)first; b < (long)(first + count); b++) {
+        for (i = b * bs; i < (b + 1) * bs; i++) {
+            for (j = 0; j < n; j++) {
+                AT(i, j) = a_of(i, j);
+            }
+        }
+        if (b == 0) {
+            factor_diag(0);
         }
     }
-    app_ok(ftsvm_barrier());
-    for (k = 0; k < nb; k++) {
-        if (k % nthreads == tid) {
-            factor_diag(k);
+}
+
+/* panel of step k: item 2t is block (k+1+t, k), item 2t+1 block (k, k+1+t) */
+static void panel(size_t first, size_t count, void *arg)
+{
+    long k = *(const long *)arg;
+    size_t t;
+
+    for (t = first; t < first + count; t++) {
+        if (t % 2 == 0) {
+            solve_below(k + 1 + (long)(t / 2), k);
+        } else {
+            solve_right(k, k + 1 + (long)(t / 2));
         }
-        app_ok(ftsvm_barrier());
-        for (t = 0, i = k + 1; i < nb; i++, t += 2) {
-            if (t % nthreads == tid) {
-                solve_below(i, k);
-            }
-            if ((t + 1) % nthreads == tid) {
-                solve_right(k, i);
-            }
+    }
+}
+
+/* trailing update of step k: item t is block (k+1 + t / m, k+1 + t % m) */
+static void trailing(size_t first, size_t count, void *arg)
+{
+    long k = *(const long *)arg, m = nb - k - 1, i, j;
+    size_t t;
+
+    for (t = first; t < first + count; t++) {
+        i = k + 1 + (long)t / m;
+        j = k + 1 + (long)t % m;
+        update(i, j, k);
+        if (i == k + 1 && j == k + 1) {
+            factor_diag(k + 1);   /* its last update was this one */
         }
-        app_ok(ftsvm_barrier());
-        for (i = k + 1; i < nb; i++) {
-            for (j = k + 1; j < nb; j++) {
-                if ((i * nb + j) % nthreads == tid) {
-                    update(i, j, k);
-                }
-            }
-        }
-        app_ok(ftsvm_barrier());
     }
 }
 
@@ -114,7 +130,8 @@ int main(int argc, char **argv)
     double start, seconds, err = 0, sum;
     char size[32];
     int verified = 1;
-    long i, j, p;
+    long i, j, p, k;
+    size_t items;
 
     app_name = "lu";
     app_ok(ftsvm_init(&argc, &argv));
@@ -125,9 +142,15 @@ int main(int argc, char **argv)
     M = app_alloc((size_t)(n * n) * sizeof(double));
     app_ok(ftsvm_barrier());
     start = app_now();
-    app_run(worker);
+    app_ok(ftsvm_for((size_t)nb, app_chunk((size_t)nb, 1), fill_block_rows, NULL));
+    for (k = 0; k < nb - 1; k++) {
+        items = 2 * (size_t)(nb - k - 1);
+        app_ok(ftsvm_for(items, app_chunk(items, 1), panel, &k));
+        items = (size_t)(nb - k - 1) * (size_t)(nb - k - 1);
+        app_ok(ftsvm_for(items, app_chunk(items, 2), trailing, &k));
+    }
     seconds = app_now() - start;
-    if (ftsvm_node() == 0) {
+    if (app_is_reporter()) {
         for (i = 0; i < n; i++) {
             for (j = 0; j < n; j++) {
                 sum = 0;

@@ -1,5 +1,7 @@
-/* Dense matrix multiply C = A x B (N x N doubles), rows of C divided among
- * threads. Verified exactly against a sequential product (small integers).
+/* Dense matrix multiply C = A x B (N x N doubles). Rows are the chunks of
+ * two ftsvm_for loops: fill A and B, then compute C (a row computed again
+ * after a failure writes the same values). Verified exactly against a
+ * sequential product (small integers).
  *   matmul [N=256] */
 #include "app.h"
 
@@ -9,21 +11,26 @@ static double *A, *B, *C;
 static double a_of(long i, long k) { return (double)((i * 7 + k * 3) % 11) - 5.0; }
 static double b_of(long k, long j) { return (double)((k * 5 + j * 2) % 13) - 6.0; }
 
-static void worker(int tid, int nthreads)
+static void fill_rows(size_t first, size_t count, void *arg)
 {
-    size_t first, end;
-    long i, j, k;
-    double sum;
+    long i, k;
 
-    app_share((size_t)n, tid, nthreads, &first, &end);
-    for (i = (long)first; i < (long)end; i++) {
+    (void)arg;
+    for (i = (long)first; i < (long)(first + count); i++) {
         for (k = 0; k < n; k++) {
             A[i * n + k] = a_of(i, k);
             B[i * n + k] = b_of(i, k);
         }
     }
-    app_ok(ftsvm_barrier());
-    for (i = (long)first; i < (long)end; i++) {
+}
+
+static void multiply_rows(size_t first, size_t count, void *arg)
+{
+    long i, j, k;
+    double sum;
+
+    (void)arg;
+    for (i = (long)first; i < (long)(first + count); i++) {
         for (j = 0; j < n; j++) {
             sum = 0;
             for (k = 0; k < n; k++) {
@@ -32,7 +39,6 @@ static void worker(int tid, int nthreads)
             C[i * n + j] = sum;
         }
     }
-    app_ok(ftsvm_barrier());
 }
 
 int main(int argc, char **argv)
@@ -50,9 +56,10 @@ int main(int argc, char **argv)
     C = app_alloc((size_t)(n * n) * sizeof(double));
     app_ok(ftsvm_barrier());
     start = app_now();
-    app_run(worker);
+    app_ok(ftsvm_for((size_t)n, app_chunk((size_t)n, 2), fill_rows, NULL));
+    app_ok(ftsvm_for((size_t)n, app_chunk((size_t)n, 4), multiply_rows, NULL));
     seconds = app_now() - start;
-    if (ftsvm_node() == 0) {
+    if (app_is_reporter()) {
         for (i = 0; i < n && verified; i++) {
             for (j = 0; j < n; j++) {
                 sum = 0;

@@ -2,7 +2,8 @@
  * include/ftsvm.h for one process of plain pthreads: what the apps link with
  * -DAPP_PTHREADS, to measure the same source without the shared virtual
  * memory. Node 0 of 1; FTSVM_THREADS threads; memory from the heap; locks
- * are pthread mutexes; the barrier counts the registered threads.
+ * are pthread mutexes; the barrier counts the registered threads;
+ * ftsvm_for is a parallel loop whose threads take chunks from a counter.
  */
 #include "ftsvm.h"
 
@@ -129,11 +130,60 @@ int ftsvm_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
     return pthread_create(t, NULL, shim_trampoline, s) ? FTSVM_ESYS : FTSVM_OK;
 }
 
+typedef struct {
+    size_t n, chunk, nchunks;
+    void (*fn)(size_t, size_t, void *);
+    void *arg;
+    size_t next;           /* next chunk, taken with an atomic add */
+} shim_loop_t;
+
+typedef struct {
+    shim_loop_t *loop;
+    int          id;
+} shim_runner_t;
+
+static void shim_loop_run(shim_loop_t *loop)
+{
+    size_t c, first;
+
+    while ((c = __atomic_fetch_add(&loop->next, 1, __ATOMIC_RELAXED)) < loop->nchunks) {
+        first = c * loop->chunk;
+        loop->fn(first, loop->n - first < loop->chunk ? loop->n - first : loop->chunk,
+                 loop->arg);
+    }
+}
+
+static void *shim_loop_thread(void *arg)
+{
+    shim_runner_t *runner = arg;
+
+    my_id = runner->id;   /* the ids of a node's threads, as ftsvm_for's helpers have */
+    shim_loop_run(runner->loop);
+    return NULL;
+}
+
 int ftsvm_for(size_t n, size_t chunk, void (*fn)(size_t, size_t, void *), void *arg)
 {
-    (void)n;
-    (void)chunk;
-    (void)fn;
-    (void)arg;
-    return FTSVM_ENOSYS;
+    shim_loop_t loop = { n, chunk, 0, fn, arg, 0 };
+    shim_runner_t runners[256];
+    pthread_t threads[256];
+    int i, started = 0;
+
+    if (fn == NULL || chunk == 0) {
+        return FTSVM_EINVAL;
+    }
+    loop.nchunks = n / chunk + (n % chunk != 0);
+    for (i = 1; i < threads_per_node && i < 256; i++) {
+        runners[started].loop = &loop;
+        runners[started].id = i;
+        if (pthread_create(&threads[started], NULL, shim_loop_thread, &runners[started]) != 0) {
+            break;   /* the threads there are run the loop */
+        }
+        started++;
+    }
+    shim_loop_run(&loop);
+    for (i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    return FTSVM_OK;
 }

@@ -150,13 +150,30 @@ void ftsvm_free(void *p)
     hlrc_free(p);
 }
 
+/* lock ids from TASKS_LOCK_FIRST up are the library's own (ftsvm_for) */
+static int user_lock(const char *call, unsigned lock)
+{
+    if (lock >= TASKS_LOCK_FIRST) {
+        ftsvm_error("%s: lock %u is reserved for the library (user locks are 0..%u)", call,
+                    lock, TASKS_LOCK_FIRST - 1);
+        return 0;
+    }
+    return 1;
+}
+
 int ftsvm_lock_acquire(unsigned lock)
 {
+    if (!user_lock("ftsvm_lock_acquire", lock)) {
+        return FTSVM_ERANGE;
+    }
     return ftsvm_runtime() ? locks_acquire(lock) : FTSVM_ESTATE;
 }
 
 int ftsvm_lock_release(unsigned lock)
 {
+    if (!user_lock("ftsvm_lock_release", lock)) {
+        return FTSVM_ERANGE;
+    }
     return ftsvm_runtime() ? locks_release(lock) : FTSVM_ESTATE;
 }
 

@@ -16,14 +16,6 @@ Test(api, node_and_thread_identity_across_nodes, .timeout = 60) {
     cr_assert_eq(run_count(r.output, ": ids ok"), 3, "%s", r.output);
 }
 
-Test(api, ftsvm_for_not_built_yet_fails_with_enosys, .timeout = 60) {
-    char *const argv[] = { FTSVM_RUN, "-n", "2", NODE_DIR "/api_node", "pending", NULL };
-    run_result_t r = run_cmd(argv, NULL, 50);
-
-    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
-    cr_assert_eq(run_count(r.output, "pending parts say FTSVM_ENOSYS"), 2, "%s", r.output);
-}
-
 Test(api, stats_are_printed_at_finalize_when_asked, .timeout = 60) {
     char *const argv[] = { FTSVM_RUN, "-n", "2", NODE_DIR "/api_node", "none", NULL };
     char *const env[] = { "FTSVM_STATS=y", NULL };

@@ -4,8 +4,6 @@
  *
  *   ids        node, nodes, threads, thread ids (run with --threads 2),
  *              ftsvm_alive, the thread limit, init twice
- *   pending    the part of the contract not built yet (ftsvm_for) fails
- *              cleanly with FTSVM_ENOSYS
  *   late N     node N does not call ftsvm_init (sleeps 10 s, then exits 0);
  *              the others must fail start-up with a clear error
  *   early N    node N exits with code 3 before ftsvm_init
@@ -95,12 +93,6 @@ static void check_idle(void)
     printf("node %d: idle cpu %.0f ms per s\n", ftsvm_node(), (cpu_seconds() - before) * 1e3);
 }
 
-static void check_pending(void)
-{
-    expect(ftsvm_for(10, 1, NULL, NULL) == FTSVM_ENOSYS, "ftsvm_for");
-    printf("node %d: pending parts say FTSVM_ENOSYS\n", ftsvm_node());
-}
-
 /* Connect to the job's rendezvous and say HELLO with a wrong key (the
  * layout of lib/rdv_wire.h: magic, type, status, node, len, payload). */
 static void intrude(void)
@@ -155,8 +147,6 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "ids")) {
         check_ids();
-    } else if (!strcmp(mode, "pending")) {
-        check_pending();
     } else if (!strcmp(mode, "idle")) {
         check_idle();
     }

@@ -1,0 +1,115 @@
+/*
+ * ftsvm_for across nodes (for_node): every item of a loop is processed
+ * exactly once over 1, 2 and 3 nodes with several threads per node, with
+ * chunk sizes that do not divide the loop, a loop longer than one window of
+ * the task table, consecutive loops (generations of the table), an empty
+ * loop and bad arguments; and, once failures are survivable, a node killed
+ * in the middle of a loop.
+ */
+#include "run_util.h"
+
+#include <criterion/criterion.h>
+
+static run_result_t for_node(const char *nodes, const char *threads, char *const args[],
+                             char *const env[], const char *kill)
+{
+    char *argv[16] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", (char *)threads,
+                       "--timeout", "100" };
+    int argc = 7, i;
+
+    if (kill != NULL) {
+        argv[argc++] = "--kill";
+        argv[argc++] = (char *)kill;
+    }
+    argv[argc++] = NODE_DIR "/for_node";
+    for (i = 0; args[i] != NULL && argc < 15; i++) {
+        argv[argc++] = args[i];
+    }
+    argv[argc] = NULL;
+    run_result_t r = run_cmd(argv, env, 110);
+    cr_log_info("%s", r.output);
+    return r;
+}
+
+/* out[i] == calls * (i + 1) and one run per chunk, checked by every node */
+static void expect_items(const char *nodes, const char *threads, const char *n,
+                         const char *chunks)
+{
+    char *const args[] = { "items", (char *)n, (char *)chunks, NULL };
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
+    run_result_t r = for_node(nodes, threads, args, env, NULL);
+
+    cr_assert(!r.timed_out, "timed out:\n%s", r.output);
+    cr_assert(r.exited && r.code == 0, "%s nodes x %s threads, n %s, chunks %s: exit %d\n%s",
+              nodes, threads, n, chunks, r.code, r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node 0"), 1, "%s", r.output);
+}
+
+Test(ftsvm_for, every_item_once_on_one_node, .timeout = 120) {
+    expect_items("1", "1", "1000", "7");
+    expect_items("1", "3", "1000", "7,1000,64");
+}
+
+Test(ftsvm_for, every_item_once_on_two_nodes, .timeout = 120) {
+    expect_items("2", "2", "1000", "7");
+    expect_items("2", "1", "999", "10");
+}
+
+Test(ftsvm_for, every_item_once_on_three_nodes_with_threads, .timeout = 120) {
+    expect_items("3", "2", "2000", "13");
+    expect_items("3", "3", "1024", "1");
+}
+
+/* the last chunk is shorter; one chunk larger than the loop */
+Test(ftsvm_for, chunks_that_do_not_divide_the_loop, .timeout = 120) {
+    expect_items("3", "2", "1001", "3,1000,2000");
+}
+
+/* consecutive loops reuse the table: a new generation each, no reset */
+Test(ftsvm_for, consecutive_loops_are_generations_of_one_table, .timeout = 120) {
+    expect_items("2", "2", "500", "1,2,3,5,8,13,21");
+}
+
+/* more chunks than the table holds: the loop runs in windows */
+Test(ftsvm_for, a_loop_longer_than_the_table_runs_in_windows, .timeout = 200) {
+    expect_items("2", "2", "9000", "1,4000");
+}
+
+Test(ftsvm_for, an_empty_loop_runs_nothing, .timeout = 120) {
+    expect_items("2", "2", "0", "1,5");
+}
+
+Test(ftsvm_for, bad_arguments_give_clear_errors, .timeout = 120) {
+    char *const args[] = { "args", NULL };
+    run_result_t r = for_node("2", "2", args, NULL, NULL);
+
+    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
+    cr_assert_eq(run_count(r.output, "bad arguments refused"), 2, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_for before ftsvm_init") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_for: fn is NULL") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_for: chunk is 0") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_lock_acquire: lock 16777200 is reserved for the "
+                     "library") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_lock_release: lock 16777200 is reserved for the "
+                     "library") != NULL, "%s", r.output);
+}
+
+/* A node killed while it runs chunks: the survivors run its uncommitted
+ * chunks again and every item is still processed exactly once (checked on
+ * the survivors, the lowest one reports). Needs failure recovery (lib/failure);
+ * run with FTSVM_TEST_FAILURES=y once it is built. */
+Test(ftsvm_for, chunks_of_a_killed_node_run_again_exactly_once, .timeout = 200) {
+    char *const args[] = { "items", "600", "5,7", "20000", NULL };
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
+    const char *enabled = getenv("FTSVM_TEST_FAILURES");
+
+    if (enabled == NULL || strcmp(enabled, "y") != 0) {
+        cr_skip_test("failures are not survivable yet (set FTSVM_TEST_FAILURES=y)");
+    }
+    /* 2 x (120 + 86) chunks of 20 ms on 6 threads: ~1.4 s; node 1 dies at 0.6 s */
+    run_result_t r = for_node("3", "2", args, env, "1@0.6");
+
+    cr_assert(!r.timed_out, "timed out:\n%s", r.output);
+    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node 0"), 1, "%s", r.output);
+}

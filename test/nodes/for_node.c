@@ -1,0 +1,208 @@
+/*
+ * Node program of the ftsvm_for tests (test/multi/test_for.c). Uses only
+ * include/ftsvm.h and libftsvm.so, as a user's program does.
+ *
+ *   for_node items N CHUNK[,CHUNK...] [SLEEP_US]
+ *       one ftsvm_for over [0, N) per CHUNK size, in that order (each call is
+ *       a new generation of the task table). Each item i does mine[i] += i + 1
+ *       on a zeroed shared array of the call and all[i] += i + 1 on one
+ *       shared by the calls, each chunk c does hits[c] += 1 (an array per
+ *       call), and fn checks that it gets whole chunks of the loop. After
+ *       each call every node checks that call's arrays (it must see every
+ *       chunk's effects once ftsvm_for returned; a faster node may already
+ *       be in the next call, hence an array per call); after a barrier, the
+ *       lowest live node checks all[i] == calls * (i + 1) and that the chunk
+ *       sizes sum to N per call, and prints "for_node: items verified". With
+ *       SLEEP_US each chunk sleeps that long (failure tests kill a node
+ *       mid-loop; then only the survivors check).
+ *   for_node args
+ *       bad arguments: chunk 0, fn NULL, ftsvm_for before ftsvm_init; the
+ *       library's lock ids are refused; n = 0 runs nothing.
+ *
+ * Exit 0 when every check held, 10 with a message otherwise.
+ */
+#include "ftsvm.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAIL 10
+#define MAX_CALLS 8
+/* the first lock id the library keeps for itself (lib/failure/tasks.h) */
+#define LIBRARY_LOCK_FIRST ((1u << 24) - 16)
+
+#define expect(_cond, ...)                                                        \
+    do {                                                                          \
+        if (!(_cond)) {                                                           \
+            fprintf(stderr, "for_node %d: check failed: %s: ", ftsvm_node(), #_cond); \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fputc('\n', stderr);                                                  \
+            exit(FAIL);                                                           \
+        }                                                                         \
+    } while (0)
+
+#define ok(_call)                                                                 \
+    do {                                                                          \
+        int _s = (_call);                                                         \
+        expect(_s == FTSVM_OK, "%s: %s", #_call, ftsvm_strerror(_s));             \
+    } while (0)
+
+typedef struct loop {
+    size_t    n, chunk;
+    uint64_t *mine;      /* n items, shared, this call's */
+    uint64_t *all;       /* n items, shared by every call */
+    uint64_t *hits;      /* one word per chunk, shared */
+    long      sleep_us;
+} loop_t;
+
+static void item_chunk(size_t first, size_t count, void *arg)
+{
+    loop_t *loop = arg;
+    size_t i, want = loop->n - first < loop->chunk ? loop->n - first : loop->chunk;
+
+    expect(first % loop->chunk == 0 && first < loop->n && count == want,
+           "fn got [%zu, +%zu) of a loop of %zu in chunks of %zu", first, count, loop->n,
+           loop->chunk);
+    for (i = first; i < first + count; i++) {
+        loop->mine[i] += i + 1;
+        loop->all[i] += i + 1;
+    }
+    loop->hits[first / loop->chunk]++;
+    if (loop->sleep_us > 0) {
+        struct timespec ts = { loop->sleep_us / 1000000, (loop->sleep_us % 1000000) * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int lowest_live_node(void)
+{
+    int j;
+
+    for (j = 0; j < ftsvm_nodes(); j++) {
+        if (ftsvm_alive(j) == 1) {
+            return j;
+        }
+    }
+    return -1;
+}
+
+static void *shared(size_t bytes)
+{
+    void *p = ftsvm_alloc(bytes);
+
+    expect(p != NULL, "ftsvm_alloc of %zu bytes", bytes);
+    return p;   /* fresh collective memory reads as zeros */
+}
+
+static void test_items(int argc, char **argv)
+{
+    loop_t loops[MAX_CALLS];
+    size_t n, nchunks, i, c, sum;
+    int calls = 0, k;
+    long sleep_us;
+    uint64_t *all;
+    char *list, *tok, *save = NULL;
+
+    expect(argc >= 4, "usage: for_node items N CHUNK[,CHUNK...] [SLEEP_US]");
+    n = strtoull(argv[2], NULL, 10);
+    sleep_us = argc > 4 ? atol(argv[4]) : 0;
+    all = n > 0 ? shared(n * sizeof(uint64_t)) : NULL;
+    list = strdup(argv[3]);
+    for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        expect(calls < MAX_CALLS, "at most %d calls", MAX_CALLS);
+        loops[calls].n = n;
+        loops[calls].chunk = strtoull(tok, NULL, 10);
+        loops[calls].mine = n > 0 ? shared(n * sizeof(uint64_t)) : NULL;
+        loops[calls].all = all;
+        loops[calls].sleep_us = sleep_us;
+        nchunks = n / loops[calls].chunk + (n % loops[calls].chunk != 0);
+        loops[calls].hits = shared((nchunks + 1) * sizeof(uint64_t));
+        calls++;
+    }
+    free(list);
+    ok(ftsvm_barrier());   /* nobody writes before everyone allocated */
+
+    for (k = 0; k < calls; k++) {
+        loop_t *loop = &loops[k];
+
+        ok(ftsvm_for(loop->n, loop->chunk, item_chunk, loop));
+        /* ftsvm_for returned: every chunk's writes are visible here */
+        nchunks = n / loop->chunk + (n % loop->chunk != 0);
+        for (c = 0; c < nchunks; c++) {
+            expect(loop->hits[c] == 1, "call %d: chunk %zu ran %llu times", k, c,
+                   (unsigned long long)loop->hits[c]);
+        }
+        for (i = 0; i < n; i++) {
+            expect(loop->mine[i] == i + 1, "call %d: item %zu is %llu, not %zu", k, i,
+                   (unsigned long long)loop->mine[i], i + 1);
+        }
+    }
+    ok(ftsvm_barrier());
+    if (ftsvm_node() == lowest_live_node()) {
+        for (i = 0; i < n; i++) {
+            expect(all[i] == (uint64_t)calls * (i + 1), "item %zu is %llu after %d calls", i,
+                   (unsigned long long)all[i], calls);
+        }
+        for (k = 0; k < calls; k++) {
+            nchunks = n / loops[k].chunk + (n % loops[k].chunk != 0);
+            for (c = 0, sum = 0; c < nchunks; c++) {
+                sum += loops[k].hits[c] * (c + 1 < nchunks ? loops[k].chunk
+                                                           : n - c * loops[k].chunk);
+            }
+            expect(sum == n, "call %d: chunks cover %zu items, not %zu", k, sum, n);
+        }
+        printf("for_node: items verified on node %d (%zu items, %d calls, %d nodes x %d "
+               "threads)\n", ftsvm_node(), n, calls, ftsvm_nodes(),
+               ftsvm_threads() / ftsvm_nodes());
+    }
+}
+
+static int runs_of_empty;
+
+static void count_runs(size_t first, size_t count, void *arg)
+{
+    (void)first;
+    (void)count;
+    (void)arg;
+    runs_of_empty++;
+}
+
+static void test_args(void)
+{
+    unsigned last_user_lock = LIBRARY_LOCK_FIRST - 1;
+
+    expect(ftsvm_for(10, 1, NULL, NULL) == FTSVM_EINVAL, "fn NULL");
+    expect(ftsvm_for(10, 0, count_runs, NULL) == FTSVM_EINVAL, "chunk 0");
+    expect(ftsvm_for(0, 0, count_runs, NULL) == FTSVM_EINVAL, "chunk 0 of nothing");
+    ok(ftsvm_for(0, 4, count_runs, NULL));
+    expect(runs_of_empty == 0, "fn ran %d times over nothing", runs_of_empty);
+    expect(ftsvm_lock_acquire(LIBRARY_LOCK_FIRST) == FTSVM_ERANGE, "library lock taken");
+    expect(ftsvm_lock_release(LIBRARY_LOCK_FIRST) == FTSVM_ERANGE, "library lock released");
+    expect(ftsvm_lock_acquire(LIBRARY_LOCK_FIRST + 15) == FTSVM_ERANGE, "library lock taken");
+    ok(ftsvm_lock_acquire(last_user_lock));
+    ok(ftsvm_lock_release(last_user_lock));
+    /* a loop still works after the refusals */
+    ok(ftsvm_for(5, 2, count_runs, NULL));
+    ok(ftsvm_barrier());
+    printf("for_node %d: bad arguments refused\n", ftsvm_node());
+}
+
+int main(int argc, char **argv)
+{
+    expect(argc >= 2, "usage: for_node items|args ...");
+    expect(ftsvm_for(4, 1, count_runs, NULL) == FTSVM_ESTATE, "ftsvm_for before ftsvm_init");
+    ok(ftsvm_init(&argc, &argv));
+    if (strcmp(argv[1], "items") == 0) {
+        test_items(argc, argv);
+    } else if (strcmp(argv[1], "args") == 0) {
+        test_args();
+    } else {
+        expect(0, "unknown test '%s'", argv[1]);
+    }
+    ok(ftsvm_finalize());
+    return 0;
+}
