@@ -154,8 +154,9 @@ void ftsvm_free(void *p)
 static int user_lock(const char *call, unsigned lock)
 {
     if (lock >= TASKS_LOCK_FIRST) {
-        ftsvm_error("%s: lock %u is reserved for the library (user locks are 0..%u)", call,
-                    lock, TASKS_LOCK_FIRST - 1);
+        ftsvm_error("%s: lock %u is %s (user locks are 0..%u)", call, lock,
+                    lock <= LOCKS_MAX_ID ? "reserved for the library" : "out of range",
+                    TASKS_LOCK_FIRST - 1);
         return 0;
     }
     return 1;

@@ -67,6 +67,9 @@ enum { CHUNK_CLAIMED = 1, CHUNK_COMMITTED = 2 };
 enum { TASKS_STAT_CALLS, TASKS_STAT_WINDOWS, TASKS_STAT_CHUNKS, TASKS_STAT_RERUNS,
        TASKS_STAT_SECTIONS, TASKS_STAT_WAITS, TASKS_STAT_STALE, TASKS_STAT_COUNT };
 
+/* set on the threads that run an ftsvm_for's chunks (fn must not nest one) */
+static __thread int in_loop;
+
 static struct {
     pthread_mutex_t    mutex;        /* one ftsvm_for at a time on this node */
     volatile uint64_t *table;        /* shared: header, then the chunk words */
@@ -138,6 +141,7 @@ static void *helper_main(void *arg)
     tasks_call_t *call = arg;
     unsigned seen = 0;
 
+    in_loop = 1;
     pthread_mutex_lock(&call->mutex);
     for (;;) {
         while (!call->quit && call->round == seen) {
@@ -272,10 +276,28 @@ static claim_t claim_batch(tasks_call_t *call, uint32_t generation, size_t windo
 
 /* ---- the loop ---- */
 
+static void backoff(long *ns)
+{
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = *ns };
+
+    stats_add(&tasks.stats, TASKS_STAT_WAITS, 1);
+    nanosleep(&ts, NULL);
+    *ns = (*ns * 2 > BACKOFF_MAX_NS) ? BACKOFF_MAX_NS : *ns * 2;
+}
+
+/* A peer that failed under the request (FTSVM_EPEER) is retried for a while:
+ * recovery repairs the lock's queue and homes. */
+#define LOCK_RETRIES 200
+
 static int tasks_lock(void)
 {
-    int status = locks_acquire(TASKS_LOCK_FIRST);
+    long wait_ns = BACKOFF_FIRST_NS;
+    int status, tries = 0;
 
+    while ((status = locks_acquire(TASKS_LOCK_FIRST)) == FTSVM_EPEER && ++tries < LOCK_RETRIES) {
+        ftsvm_debug("ftsvm_for: the task lock met a failed node, trying again");
+        backoff(&wait_ns);
+    }
     if (status != FTSVM_OK) {
         ftsvm_error("ftsvm_for: cannot take the task lock: %s", ftsvm_strerror(status));
     }
@@ -290,15 +312,6 @@ static int tasks_unlock(void)
         ftsvm_error("ftsvm_for: cannot release the task lock: %s", ftsvm_strerror(status));
     }
     return status;
-}
-
-static void backoff(long *ns)
-{
-    struct timespec ts = { .tv_sec = 0, .tv_nsec = *ns };
-
-    stats_add(&tasks.stats, TASKS_STAT_WAITS, 1);
-    nanosleep(&ts, NULL);
-    *ns = (*ns * 2 > BACKOFF_MAX_NS) ? BACKOFF_MAX_NS : *ns * 2;
 }
 
 /* Windows from `base` + 1 on: claim, run, commit (with the next claim) until
@@ -397,6 +410,10 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
         ftsvm_error("ftsvm_for: %s", fn == NULL ? "fn is NULL" : "chunk is 0");
         return FTSVM_EINVAL;
     }
+    if (in_loop) {
+        ftsvm_error("ftsvm_for called from a chunk of another ftsvm_for");
+        return FTSVM_ESTATE;
+    }
     if (n == 0) {
         return FTSVM_OK;   /* every node returns at once: no window, no generation */
     }
@@ -435,7 +452,9 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
     tasks.generation += (uint32_t)((call->nchunks + TASKS_TABLE_CHUNKS - 1) /
                                    TASKS_TABLE_CHUNKS);
     stats_add(&tasks.stats, TASKS_STAT_CALLS, 1);
+    in_loop = 1;
     status = run_windows(call, base);
+    in_loop = 0;
 
     pthread_mutex_lock(&call->mutex);
     call->quit = 1;

@@ -88,6 +88,8 @@ Test(ftsvm_for, bad_arguments_give_clear_errors, .timeout = 120) {
     cr_assert(strstr(r.output, "ftsvm_for before ftsvm_init") != NULL, "%s", r.output);
     cr_assert(strstr(r.output, "ftsvm_for: fn is NULL") != NULL, "%s", r.output);
     cr_assert(strstr(r.output, "ftsvm_for: chunk is 0") != NULL, "%s", r.output);
+    cr_assert(strstr(r.output, "ftsvm_for called from a chunk of another ftsvm_for") != NULL,
+              "%s", r.output);
     cr_assert(strstr(r.output, "ftsvm_lock_acquire: lock 16777200 is reserved for the "
                      "library") != NULL, "%s", r.output);
     cr_assert(strstr(r.output, "ftsvm_lock_release: lock 16777200 is reserved for the "

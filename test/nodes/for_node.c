@@ -16,8 +16,9 @@
  *       SLEEP_US each chunk sleeps that long (failure tests kill a node
  *       mid-loop; then only the survivors check).
  *   for_node args
- *       bad arguments: chunk 0, fn NULL, ftsvm_for before ftsvm_init; the
- *       library's lock ids are refused; n = 0 runs nothing.
+ *       bad arguments: chunk 0, fn NULL, ftsvm_for before ftsvm_init, an
+ *       ftsvm_for inside a chunk; the library's lock ids are refused; n = 0
+ *       runs nothing.
  *
  * Exit 0 when every check held, 10 with a message otherwise.
  */
@@ -171,6 +172,21 @@ static void count_runs(size_t first, size_t count, void *arg)
     runs_of_empty++;
 }
 
+static int nested_wrong;
+
+/* fn must not nest an ftsvm_for: it is refused */
+static void nest(size_t first, size_t count, void *arg)
+{
+    int status = ftsvm_for(1, 1, count_runs, NULL);
+
+    (void)first;
+    (void)count;
+    (void)arg;
+    if (status != FTSVM_ESTATE) {
+        __atomic_store_n(&nested_wrong, status == FTSVM_OK ? 1 : status, __ATOMIC_RELAXED);
+    }
+}
+
 static void test_args(void)
 {
     unsigned last_user_lock = LIBRARY_LOCK_FIRST - 1;
@@ -185,6 +201,8 @@ static void test_args(void)
     expect(ftsvm_lock_acquire(LIBRARY_LOCK_FIRST + 15) == FTSVM_ERANGE, "library lock taken");
     ok(ftsvm_lock_acquire(last_user_lock));
     ok(ftsvm_lock_release(last_user_lock));
+    ok(ftsvm_for(4, 1, nest, NULL));
+    expect(nested_wrong == 0, "a nested ftsvm_for gave %d, not FTSVM_ESTATE", nested_wrong);
     /* a loop still works after the refusals */
     ok(ftsvm_for(5, 2, count_runs, NULL));
     ok(ftsvm_barrier());
