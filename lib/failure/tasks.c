@@ -78,13 +78,6 @@ static struct {
     int                registered;
 } tasks = { .mutex = PTHREAD_MUTEX_INITIALIZER };
 
-/* Until lib/replica defines the FTSVM_FAULT points, a no-op stand-in. The
- * real (strong) definition wins at link time once it exists. */
-__attribute__((weak)) void replica_fault_point(replica_stop_point_t point)
-{
-    (void)point;
-}
-
 /* ---- one call: the loop, the window being worked on, the node's batch ---- */
 
 typedef struct tasks_batch {
