@@ -102,6 +102,10 @@ int failure_on_recovery(int order, failure_step_t step, void *arg);
 int failure_gather(const failure_change_t *change, unsigned round, const void *mine,
                    size_t len, void ***all_p, size_t **lens_p);
 
+/* A function the heartbeat thread runs at every beat (one; tests' fault
+ * points that watch memory, like a backup's markers). */
+void failure_on_beat(void (*fn)(void));
+
 /* ---- the application's view-change callbacks (ftsvm_on_view_change) ---- */
 typedef void (*failure_app_cb_t)(unsigned view, int removed_node, void *arg);
 int failure_on_view_change(failure_app_cb_t cb, void *arg);

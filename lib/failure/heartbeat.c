@@ -34,6 +34,12 @@ typedef struct hb_peer {
 } hb_peer_t;
 
 static hb_peer_t *peers;
+static void (*beat_fn)(void);
+
+void failure_on_beat(void (*fn)(void))
+{
+    beat_fn = fn;
+}
 static int hb_leak;          /* a get never came back: keep its buffer */
 
 static uint64_t *my_counter(void)
@@ -71,6 +77,9 @@ static void hb_tick(long max_score)
     int node, ret;
 
     __atomic_add_fetch(my_counter(), 1, __ATOMIC_RELAXED);
+    if (beat_fn != NULL) {
+        beat_fn();
+    }
     for (node = 0; node < failure.nodes; node++) {
         hb_peer_t *p = &peers[node];
 

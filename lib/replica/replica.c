@@ -65,10 +65,34 @@ void replica_region_sizes(int nodes, size_t sizes[REPLICA_NREGIONS])
     sizes[0] = (size_t)nodes * 2u * sizeof(uint64_t);
 }
 
+/* FTSVM_FAULT=backup: die when a marker held here for another node moves */
+static void replica_watch_markers(void)
+{
+    const uint64_t *words = rdma_region_addr(replica.rdma, replica.markers_region);
+    size_t i, n = 2u * (size_t)replica.nodes;
+    int moved = 0;
+
+    for (i = 0; i < n; i++) {
+        uint64_t v = __atomic_load_n(&words[i], __ATOMIC_ACQUIRE);
+
+        moved |= (v != replica.backup_seen[i]);
+        replica.backup_seen[i] = v;
+    }
+    if (moved) {
+        replica_fault_point(REPLICA_FAULT_BACKUP);
+    }
+}
+
 int replica_start(rdma_ctx_t *rdma, unsigned region)
 {
     replica.rdma = rdma;
     replica.markers_region = region;
+    if (replica_fault_armed(REPLICA_FAULT_BACKUP)) {
+        replica.backup_seen = calloc(2u * (size_t)replica.nodes, sizeof(uint64_t));
+        if (replica.backup_seen != NULL) {
+            failure_on_beat(replica_watch_markers);
+        }
+    }
     return failure_on_recovery(0, replica_recover, NULL);
 }
 
@@ -78,5 +102,6 @@ void replica_fini(void)
     atomic_store(&replica_any_gone, 0);
     free(replica_gone);
     replica_gone = NULL;
+    free(replica.backup_seen);
     memset(&replica, 0, sizeof(replica));
 }
