@@ -99,14 +99,14 @@ Test(ftsvm_for, bad_arguments_give_clear_errors, .timeout = 120) {
 /* A node killed while it runs chunks: the survivors run its uncommitted
  * chunks again and every item is still processed exactly once (checked on
  * the survivors, the lowest one reports). Needs failure recovery (lib/failure);
- * run with FTSVM_TEST_FAILURES=y once it is built. */
+ * run with TEST_FAILURES_SURVIVABLE=y once it is built. */
 Test(ftsvm_for, chunks_of_a_killed_node_run_again_exactly_once, .timeout = 200) {
     char *const args[] = { "items", "600", "5,7", "20000", NULL };
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
-    const char *enabled = getenv("FTSVM_TEST_FAILURES");
+    const char *enabled = getenv("TEST_FAILURES_SURVIVABLE");
 
     if (enabled == NULL || strcmp(enabled, "y") != 0) {
-        cr_skip_test("failures are not survivable yet (set FTSVM_TEST_FAILURES=y)");
+        cr_skip_test("failures are not survivable yet (set TEST_FAILURES_SURVIVABLE=y)");
     }
     /* 2 x (120 + 86) chunks of 20 ms on 6 threads: ~1.4 s; node 1 dies at 0.6 s */
     run_result_t r = for_node("3", "2", args, env, "1@0.6");
