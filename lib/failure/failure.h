@@ -68,9 +68,6 @@ int failure_wait_view(uint64_t view, uint64_t timeout_ns);
  * steps ran), though the rest of recovery may still be running. */
 int failure_wait_adopted(uint64_t view, uint64_t timeout_ns);
 
-/* A thread waits on `node`: check it now rather than at the next beat. */
-void failure_check_peer(int node);
-
 /* Suspect `node` (e.g. an operation to it timed out): a view without it is
  * announced if this node still reaches most of the view. */
 void failure_suspect(int node, const char *why);

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 /* active-message types of the module (hlrc uses 1..15, locks 16..31) */
 enum {
@@ -66,12 +67,23 @@ typedef struct failure {
     /* heartbeats (heartbeat.c) */
     pthread_t          hb_thread;
     int                hb_started;
-    _Atomic int        hb_check;      /* on-demand check requested */
 
     stats_group_t      stats;
 } failure_t;
 
 extern failure_t failure;
+
+/* the realtime clock `ns` from now, for pthread_cond_timedwait */
+static inline void failure_timespec_in(struct timespec *ts, uint64_t ns)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec  += (time_t)(ns / 1000000000ull);
+    ts->tv_nsec += (long)(ns % 1000000000ull);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
 
 /* view.c */
 const char *failure_cause_name(int cause);

@@ -146,19 +146,12 @@ static void *hb_main(void *arg)
         uint64_t wait_ns;
 
         now = clock_now_ns();
-        if (now < next && !atomic_load(&failure.hb_check)) {
+        if (now < next) {
             wait_ns = next - now;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(wait_ns / 1000000000ull);
-            ts.tv_nsec += (long)(wait_ns % 1000000000ull);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            failure_timespec_in(&ts, wait_ns);
             pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
             continue;
         }
-        atomic_store(&failure.hb_check, 0);
         pthread_mutex_unlock(&failure.lock);
         hb_tick(max_score);
         pthread_mutex_lock(&failure.lock);
@@ -166,18 +159,6 @@ static void *hb_main(void *arg)
     }
     pthread_mutex_unlock(&failure.lock);
     return NULL;
-}
-
-void failure_check_peer(int node)
-{
-    (void)node;
-    if (!failure.hb_started) {
-        return;
-    }
-    atomic_store(&failure.hb_check, 1);
-    pthread_mutex_lock(&failure.lock);
-    pthread_cond_broadcast(&failure.cond);
-    pthread_mutex_unlock(&failure.lock);
 }
 
 int failure_heartbeat_start(void)

@@ -254,14 +254,20 @@ again:
         while (failure.target_view <= failure_view() && !failure.stop && clock_now_ns() < now) {
             struct timespec ts;
 
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            failure_timespec_in(&ts, 1000000000ull);
             pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
         }
         pthread_mutex_unlock(&failure.lock);
         if (++rounds > 100 || failure.stop) {
+            /* end it anyway: threads waiting for recovery must not hang */
             ftsvm_error("view %llu: recovery keeps failing; giving up",
                         (unsigned long long)failure_view());
+            pthread_mutex_lock(&failure.lock);
+            failure.recovered = failure_view();
+            failure.detected_ns = 0;
+            atomic_store(&failure.recovering, 0);
+            pthread_cond_broadcast(&failure.cond);
+            pthread_mutex_unlock(&failure.lock);
             return;
         }
         (void)failure_view_adopt(removed_now);

@@ -80,56 +80,46 @@ int failure_recovering(void)
     return atomic_load(&failure.recovering);
 }
 
-int failure_wait_adopted(uint64_t view, uint64_t timeout_ns)
+static int view_adopted_after(uint64_t view)
+{
+    return failure_view() > view;
+}
+
+static int view_recovered_after(uint64_t view)
+{
+    return failure.recovered > view && !atomic_load(&failure.recovering);
+}
+
+/* Wait (under failure.lock) until done(view) holds, the module stops, or
+ * the time runs out. Waking every 10 ms at least keeps the deadline honest
+ * whatever the realtime clock does. */
+static int view_wait(int (*done)(uint64_t), uint64_t view, uint64_t timeout_ns)
 {
     uint64_t deadline = clock_now_ns() + timeout_ns;
     struct timespec ts;
     int status = FTSVM_OK;
 
     pthread_mutex_lock(&failure.lock);
-    while (failure_view() <= view && !failure.stop) {
+    while (!done(view) && !failure.stop) {
         if (clock_now_ns() >= deadline) {
             status = FTSVM_ETIMEDOUT;
             break;
         }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        failure_timespec_in(&ts, 10000000ull);
         pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
     }
     pthread_mutex_unlock(&failure.lock);
     return status;
 }
 
+int failure_wait_adopted(uint64_t view, uint64_t timeout_ns)
+{
+    return view_wait(view_adopted_after, view, timeout_ns);
+}
+
 int failure_wait_view(uint64_t view, uint64_t timeout_ns)
 {
-    uint64_t deadline = clock_now_ns() + timeout_ns;
-    struct timespec ts;
-    int status = FTSVM_OK;
-
-    pthread_mutex_lock(&failure.lock);
-    while (!(failure.recovered > view && !atomic_load(&failure.recovering)) &&
-           !failure.stop) {
-        uint64_t now = clock_now_ns();
-
-        if (now >= deadline) {
-            status = FTSVM_ETIMEDOUT;
-            break;
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        /* wake every 10 ms at least: a timed wait keeps no clock skew */
-        ts.tv_nsec += 10000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
-    }
-    pthread_mutex_unlock(&failure.lock);
-    return status;
+    return view_wait(view_recovered_after, view, timeout_ns);
 }
 
 /* A line for the log and one for whoever sums the run up (ftsvm-run), both

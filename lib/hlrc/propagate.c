@@ -25,6 +25,10 @@
  * whose predecessor is unfinished, and a later interval never looks complete
  * while an earlier one can still be void.
  *
+ * A page whose primary is this node itself gets both homes in phase 1 (and
+ * none in phase 2): the writer's own copy dies with it, and nextRelease
+ * must vouch only for copies on other nodes.
+ *
  * FTSVM_REPLICAS=1 is the single-home protocol: runs, flush, applied, flush;
  * no pending entries and no markers.
  */
@@ -90,12 +94,36 @@ int hlrc_propagation_wait(uint64_t interval)
     return status;
 }
 
-/* One phase: `which` names the homes it writes. */
+/* The homes of `page` that phase `which` writes (REPLICA_* values into
+ * homes[], their count). Normally the primary in phase 1 and the secondary
+ * in phase 2. But when this node is itself the page's primary, its own copy
+ * would die with it: then phase 1 writes the secondary too, so that every
+ * interval nextRelease vouches for is on a node other than the writer. */
+static int phase_homes(uint32_t page, int which, int homes[2])
+{
+    int primary = hlrc_home(page, REPLICA_PRIMARY);
+    int secondary = hlrc_home(page, REPLICA_SECONDARY);
+    int n = 0;
+
+    if (which == REPLICA_PRIMARY) {
+        if (primary >= 0) {
+            homes[n++] = REPLICA_PRIMARY;
+        }
+        if (hlrc.replicated && primary == hlrc.node && secondary >= 0) {
+            homes[n++] = REPLICA_SECONDARY;
+        }
+    } else if (secondary >= 0 && primary != hlrc.node) {
+        homes[n++] = REPLICA_SECONDARY;
+    }
+    return n;
+}
+
+/* One phase: `which` names the homes it writes (phase_homes). */
 static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
 {
     const replica_stop_point_t *stop = stop_points[which];
     int marker = (which == REPLICA_PRIMARY) ? REPLICA_NEXT_RELEASE : REPLICA_LAST_RELEASE;
-    int replicated = hlrc.replicated, status = FTSVM_OK, armed;
+    int replicated = hlrc.replicated, status = FTSVM_OK, armed, homes[2], n, h;
     size_t i;
 
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
@@ -108,8 +136,9 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
     }
     if (replicated) {
         for (i = 0; i < npages && status == FTSVM_OK; i++) {
-            if (hlrc_home(diffs[i].page, which) >= 0) {
-                status = hlrc_home_set_pending(diffs[i].page, which, k);
+            n = phase_homes(diffs[i].page, which, homes);
+            for (h = 0; h < n && status == FTSVM_OK; h++) {
+                status = hlrc_home_set_pending(diffs[i].page, homes[h], k);
             }
         }
         /* every pending entry lands before any run: a home never holds part
@@ -121,10 +150,11 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
     }
     armed = replica_stop_armed(stop[1], k) || replica_fault_armed(stop[1]);
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        if (hlrc_home(diffs[i].page, which) < 0) {
-            continue;   /* its other home failed: one copy is left */
+        n = phase_homes(diffs[i].page, which, homes);
+        for (h = 0; h < n && status == FTSVM_OK; h++) {
+            status = hlrc_home_write_runs(diffs[i].page, homes[h], diffs[i].bytes,
+                                          diffs[i].size);
         }
-        status = hlrc_home_write_runs(diffs[i].page, which, diffs[i].bytes, diffs[i].size);
         if (armed) {
             replica_stop_check(stop[1], k, i + 1);
         }
@@ -152,8 +182,9 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
         }
     }
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        if (hlrc_home(diffs[i].page, which) >= 0) {
-            status = hlrc_home_mark_applied(diffs[i].page, which, k);
+        n = phase_homes(diffs[i].page, which, homes);
+        for (h = 0; h < n && status == FTSVM_OK; h++) {
+            status = hlrc_home_mark_applied(diffs[i].page, homes[h], k);
         }
     }
     if (status == FTSVM_OK) {

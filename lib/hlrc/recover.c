@@ -23,10 +23,11 @@
  * Meanwhile readers never wait for this: a copy with F's pending entry is
  * refused and the other home read instead (home.c).
  *
- * Known limit: when F was itself a home of a page it wrote in its last,
- * unfinished interval, the surviving copy is the only one and may hold part
- * of that interval (no second copy to roll back from or forward to); it is
- * logged.
+ * Known limit: when F was itself a home of a page it wrote in an interval
+ * that never became durable (k > nextRelease(F)), the surviving copy may hold
+ * part of it (no second copy to roll back from); it is logged. A durable
+ * interval is whole there: when the writer is the primary, phase 1 writes
+ * the secondary too (propagate.c).
  */
 #include "hlrc_int.h"
 #include "common/clock.h"
@@ -66,7 +67,7 @@ static uint8_t *local_copy(size_t page, int which)
            hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
 }
 
-/* adoption: pages left with one home, here */
+/* adoption: pages left with one home, here (F was the other) */
 static int settle_single_home(void *arg, const failure_change_t *change)
 {
     uint64_t last, next, *meta;
@@ -98,14 +99,13 @@ static int settle_single_home(void *arg, const failure_change_t *change)
                 continue;
             }
             if (k <= next) {
-                __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);
+                __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);   /* durable: whole here */
+            } else if (!warned++) {
+                ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
+                           "interval %llu here, which never became durable; this copy may "
+                           "hold part of it", page, f, (unsigned long long)k);
             }
             __atomic_store_n(&meta[2 * f + 1], 0, __ATOMIC_RELEASE);
-            if (!warned++) {
-                ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
-                           "interval %llu here (%s); this copy may hold part of it", page, f,
-                           (unsigned long long)k, k <= next ? "complete" : "void");
-            }
         }
     }
     return FTSVM_OK;

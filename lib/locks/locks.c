@@ -26,7 +26,7 @@
  * FTSVM_REPLICAS=1: one home, no QUEUED, MIRROR, ACK or saved vt: the
  * single-home queue lock.
  */
-#include "locks.h"
+#include "locks_int.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "failure/failure.h"
@@ -40,60 +40,9 @@
 #include <string.h>
 #include <time.h>
 
-enum {
-    LOCK_AM_REQUEST = 16, LOCK_AM_FORWARD = 17, LOCK_AM_GRANT = 18,
-    LOCK_AM_QUEUED = 19, LOCK_AM_MIRROR = 20, LOCK_AM_ACK = 21,
-};
+locks_t locks;
 
-typedef struct lock_state {
-    struct lock_state *next;          /* hash chain */
-    uint32_t           id;
-    int                token;         /* this node has the lock */
-    int                held;          /* a thread of this node is inside */
-    int                requested;     /* our request is on its way */
-    int                waiters;       /* threads of this node waiting */
-    int                forward_to;    /* node to hand the lock to (primary said), -1 none */
-    int                acked;         /* requester the secondary acked to us, -1 none */
-    int                pred[2];       /* our predecessors when we last queued */
-    int                home_tail;     /* at a home: last requester, -1 none */
-    int                home_second;   /* at a home: the one before it, -1 none */
-    int                free_grant;    /* at the primary: first requester, granted on the ack */
-    uint64_t           saves;         /* vt saves made by this node */
-    pthread_cond_t     cond;
-    uint64_t           vt[];          /* nodes entries */
-} lock_state_t;
-
-typedef struct {
-    uint32_t lock;
-    uint32_t node;                    /* the requester */
-    int32_t  pred[2];                 /* QUEUED, MIRROR: predecessors of `node` */
-    uint64_t epoch;                   /* the sender's view: older ones are void */
-} lock_msg_t;
-
-enum { LOCKS_STAT_ACQUIRES, LOCKS_STAT_LOCAL_HANDOFFS, LOCKS_STAT_REQUESTS,
-       LOCKS_STAT_FORWARDS, LOCKS_STAT_GRANTS, LOCKS_STAT_MIRRORS, LOCKS_STAT_ACKS,
-       LOCKS_STAT_HELD_FOR_ACK, LOCKS_STAT_VT_SAVES, LOCKS_STAT_COUNT };
-
-#define BUCKETS 4096
-/* slots of the locks region, shared by lock id modulo LOCKS_SLOTS */
-#define LOCKS_SLOTS 16384
-#define RECORD_WORDS 4                /* tag (id + 1), tail + 1, second + 1, updates */
-
-static struct {
-    rdma_ctx_t     *rdma;
-    unsigned        region;
-    int             node, nodes;
-    int             replicated;
-    unsigned        ack_delay_ms;     /* FTSVM_LOCK_ACK_DELAY_MS (tests) */
-    uint64_t        epoch;            /* the view whose queues are in force */
-    int             frozen;           /* a view change is being recovered: no request */
-    pthread_cond_t  thaw;
-    pthread_mutex_t mutex;
-    lock_state_t   *buckets[BUCKETS];
-    stats_group_t   stats;
-} locks;
-
-static int lock_home(uint32_t id, int which)
+int locks_home(uint32_t id, int which)
 {
     return replica_home(id, which);
 }
@@ -110,14 +59,14 @@ static uint64_t record_offset(uint32_t id)
     return (uint64_t)(id % LOCKS_SLOTS) * RECORD_WORDS * sizeof(uint64_t);
 }
 
-static uint64_t vt_offset(uint32_t id)
+uint64_t locks_vt_offset(uint32_t id)
 {
     return (uint64_t)LOCKS_SLOTS * RECORD_WORDS * sizeof(uint64_t) +
            (uint64_t)(id % LOCKS_SLOTS) * (2u + (uint64_t)locks.nodes) * sizeof(uint64_t);
 }
 
 /* at a home, under the mutex: its record as one-sided readers see it */
-static void record_store(const lock_state_t *st)
+void locks_record_store(const lock_state_t *st)
 {
     uint64_t *rec = (uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
                                  record_offset(st->id));
@@ -132,23 +81,23 @@ static void record_store(const lock_state_t *st)
  * the words, then the tag that names them, then complete at that node. */
 static int vt_save(lock_state_t *st, const uint64_t *vt)
 {
-    int home = lock_home(st->id, REPLICA_PRIMARY), status;
+    int home = locks_home(st->id, REPLICA_PRIMARY), status;
     uint64_t head[2] = { (uint64_t)st->id + 1u, ++st->saves };
 
     if (home == locks.node) {
-        home = lock_home(st->id, REPLICA_SECONDARY);
+        home = locks_home(st->id, REPLICA_SECONDARY);
     }
     if (home < 0 || !rdma_peer_alive(locks.rdma, home)) {
         return FTSVM_OK;   /* the home left: recovery (issue 6) picks another */
     }
-    status = rdma_put(locks.rdma, home, locks.region, vt_offset(st->id) + 16u, vt,
+    status = rdma_put(locks.rdma, home, locks.region, locks_vt_offset(st->id) + 16u, vt,
                       (size_t)locks.nodes * sizeof(uint64_t));
     /* the vt before the tag that says whose it is (same node: a fence) */
     if (status == FTSVM_OK) {
         status = rdma_fence(locks.rdma);
     }
     if (status == FTSVM_OK) {
-        status = rdma_put(locks.rdma, home, locks.region, vt_offset(st->id), head,
+        status = rdma_put(locks.rdma, home, locks.region, locks_vt_offset(st->id), head,
                           sizeof(head));
     }
     /* saved before the lock can move on */
@@ -163,7 +112,7 @@ static int vt_save(lock_state_t *st, const uint64_t *vt)
 
 /* ---- lock states ---- */
 
-static lock_state_t *lock_get(uint32_t id)
+lock_state_t *locks_state(uint32_t id)
 {
     lock_state_t **chain = &locks.buckets[id % BUCKETS], *st;
 
@@ -189,20 +138,24 @@ static lock_state_t *lock_get(uint32_t id)
     return st;
 }
 
-static int send_msg(unsigned type, int to, uint32_t id, int node, int pred0, int pred1)
+/* `epoch`: the view the sender's decision was made in, read under the
+ * mutex with the state it decided from (a view change may come between the
+ * decision and the send; the message must then be void) */
+static int send_msg(unsigned type, int to, uint32_t id, int node, int pred0, int pred1,
+                    uint64_t epoch)
 {
     lock_msg_t msg = { .lock = id, .node = (uint32_t)node, .pred = { pred0, pred1 },
-                       .epoch = locks.epoch };
+                       .epoch = epoch };
 
     return rdma_am_send(locks.rdma, to, type, &msg, sizeof(msg));
 }
 
-static int send_grant(uint32_t id, int to, const uint64_t *vt)
+static int send_grant(uint32_t id, int to, const uint64_t *vt, uint64_t epoch)
 {
     size_t len = sizeof(lock_msg_t) + (size_t)locks.nodes * sizeof(uint64_t);
     uint8_t *msg = malloc(len);
     lock_msg_t hdr = { .lock = id, .node = (uint32_t)locks.node, .pred = { -1, -1 },
-                       .epoch = locks.epoch };
+                       .epoch = epoch };
     int status;
 
     if (msg == NULL) {
@@ -217,15 +170,15 @@ static int send_grant(uint32_t id, int to, const uint64_t *vt)
 }
 
 /* Under the mutex: may the token leave now, and to whom? (-1: not yet) */
-static int handoff_target(lock_state_t *st)
+int locks_handoff_target(lock_state_t *st)
 {
     int to;
 
-    if (!st->token || st->held || st->waiters > 0 || st->forward_to < 0) {
-        return -1;
+    if (!st->token || st->held || st->waiters > 0 || st->forward_to < 0 || locks.frozen) {
+        return -1;   /* (frozen: a view change is rebuilding the queues) */
     }
     if (locks.replicated && st->acked != st->forward_to &&
-        lock_home(st->id, REPLICA_SECONDARY) >= 0) {
+        locks_home(st->id, REPLICA_SECONDARY) >= 0) {
         stats_add(&locks.stats, LOCKS_STAT_HELD_FOR_ACK, 1);
         return -1;   /* the secondary has not recorded the requester yet */
     }
@@ -254,10 +207,10 @@ static int valid_msg(const char *what, const lock_msg_t *msg, int src, int here,
         msg->pred[0] < -1 || msg->pred[0] >= locks.nodes || msg->pred[1] < -1 ||
         msg->pred[1] >= locks.nodes) {
         why = "an id is out of range";
-    } else if (here >= 0 && lock_home(msg->lock, here) != locks.node) {
+    } else if (here >= 0 && locks_home(msg->lock, here) != locks.node) {
         why = (here == REPLICA_PRIMARY) ? "this node is not its primary home"
                                         : "this node is not its secondary home";
-    } else if (from >= 0 && lock_home(msg->lock, from) != src) {
+    } else if (from >= 0 && locks_home(msg->lock, from) != src) {
         why = (from == REPLICA_PRIMARY) ? "the sender is not its primary home"
                                         : "the sender is not its secondary home";
     }
@@ -270,12 +223,20 @@ static int valid_msg(const char *what, const lock_msg_t *msg, int src, int here,
 
 /* ---- handlers (protocol thread) ---- */
 
+/* Under the mutex: valid_msg checked the epoch without it; a view change may
+ * have come since (it freezes the queues under the mutex). */
+static int still_current(const lock_msg_t *msg)
+{
+    return msg->epoch == locks.epoch;
+}
+
 /* at the primary */
 static void on_request(void *arg, int src, const void *payload, size_t len)
 {
     int secondary, prev, prev2, requester;
     lock_state_t *st;
     lock_msg_t msg;
+    uint64_t epoch;
 
     memcpy(&msg, payload, sizeof(msg));
     if (!valid_msg("request", &msg, src, REPLICA_PRIMARY, -1)) {
@@ -283,14 +244,17 @@ static void on_request(void *arg, int src, const void *payload, size_t len)
     }
     requester = (int)msg.node;
     replica_fault_point(REPLICA_FAULT_LOCK_HOME);
-    secondary = locks.replicated ? lock_home(msg.lock, REPLICA_SECONDARY) : -1;
+    secondary = locks.replicated ? locks_home(msg.lock, REPLICA_SECONDARY) : -1;
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    st = still_current(&msg) ? locks_state(msg.lock) : NULL;
     if (st == NULL) {
         pthread_mutex_unlock(&locks.mutex);
-        ftsvm_error("out of memory for lock %u", msg.lock);
+        if (still_current(&msg)) {
+            ftsvm_error("out of memory for lock %u", msg.lock);
+        }
         return;
     }
+    epoch = locks.epoch;
     prev  = st->home_tail;
     prev2 = st->home_second;
     st->home_second = prev;
@@ -299,24 +263,24 @@ static void on_request(void *arg, int src, const void *payload, size_t len)
         st->free_grant = requester;   /* granted when the secondary has recorded it */
     }
     if (locks.replicated) {
-        record_store(st);
+        locks_record_store(st);
     }
     pthread_mutex_unlock(&locks.mutex);
     ftsvm_debug("lock %u: node %d queued after node %d", msg.lock, requester, prev);
     if (secondary >= 0) {
-        send_msg(LOCK_AM_QUEUED, requester, msg.lock, requester, prev, prev2);
+        send_msg(LOCK_AM_QUEUED, requester, msg.lock, requester, prev, prev2, epoch);
         stats_add(&locks.stats, LOCKS_STAT_MIRRORS, 1);
-        send_msg(LOCK_AM_MIRROR, secondary, msg.lock, requester, prev, prev2);
+        send_msg(LOCK_AM_MIRROR, secondary, msg.lock, requester, prev, prev2, epoch);
     }
     if (prev >= 0) {
         stats_add(&locks.stats, LOCKS_STAT_FORWARDS, 1);
-        send_msg(LOCK_AM_FORWARD, prev, msg.lock, requester, -1, -1);
+        send_msg(LOCK_AM_FORWARD, prev, msg.lock, requester, -1, -1, epoch);
     } else if (secondary < 0) {
         /* nobody ever had it: free, with an empty history */
         uint64_t *zero = calloc((size_t)locks.nodes, sizeof(uint64_t));
 
         if (zero != NULL) {
-            send_grant(msg.lock, requester, zero);
+            send_grant(msg.lock, requester, zero, epoch);
             free(zero);
         }
     }
@@ -334,11 +298,15 @@ static void on_mirror(void *arg, int src, const void *payload, size_t len)
         return;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    if (!still_current(&msg)) {
+        pthread_mutex_unlock(&locks.mutex);
+        return;
+    }
+    st = locks_state(msg.lock);
     if (st != NULL) {
         st->home_second = msg.pred[0];
         st->home_tail   = (int)msg.node;
-        record_store(st);
+        locks_record_store(st);
     }
     pthread_mutex_unlock(&locks.mutex);
     if (st == NULL) {
@@ -355,10 +323,10 @@ static void on_mirror(void *arg, int src, const void *payload, size_t len)
      * the primary */
     to = (msg.pred[0] >= 0) ? msg.pred[0] : src;
     stats_add(&locks.stats, LOCKS_STAT_ACKS, 1);
-    send_msg(LOCK_AM_ACK, to, msg.lock, (int)msg.node, -1, -1);
+    send_msg(LOCK_AM_ACK, to, msg.lock, (int)msg.node, -1, -1, msg.epoch);
 }
 
-static void hand_on(lock_state_t *st, int to)
+void locks_hand_on(lock_state_t *st, int to, uint64_t epoch)
 {
     uint64_t *vt = malloc((size_t)locks.nodes * sizeof(uint64_t));
 
@@ -369,7 +337,7 @@ static void hand_on(lock_state_t *st, int to)
     pthread_mutex_lock(&locks.mutex);
     memcpy(vt, st->vt, (size_t)locks.nodes * sizeof(uint64_t));
     pthread_mutex_unlock(&locks.mutex);
-    send_grant(st->id, to, vt);
+    send_grant(st->id, to, vt, epoch);
     free(vt);
 }
 
@@ -385,14 +353,14 @@ static void on_forward(void *arg, int src, const void *payload, size_t len)
         return;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    st = still_current(&msg) ? locks_state(msg.lock) : NULL;
     if (st != NULL) {
         st->forward_to = (int)msg.node;   /* now, or at the next release */
-        to = handoff_target(st);
+        to = locks_handoff_target(st);
     }
     pthread_mutex_unlock(&locks.mutex);
     if (to >= 0) {
-        hand_on(st, to);
+        locks_hand_on(st, to, msg.epoch);
     }
 }
 
@@ -409,21 +377,21 @@ static void on_ack(void *arg, int src, const void *payload, size_t len)
         return;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    st = still_current(&msg) ? locks_state(msg.lock) : NULL;
     if (st != NULL && st->free_grant == (int)msg.node &&
-        lock_home(msg.lock, REPLICA_PRIMARY) == locks.node) {
+        locks_home(msg.lock, REPLICA_PRIMARY) == locks.node) {
         st->free_grant = -1;
         zero = calloc((size_t)locks.nodes, sizeof(uint64_t));
     } else if (st != NULL) {
         st->acked = (int)msg.node;
-        to = handoff_target(st);
+        to = locks_handoff_target(st);
     }
     pthread_mutex_unlock(&locks.mutex);
     if (zero != NULL) {
-        send_grant(msg.lock, (int)msg.node, zero);   /* nobody ever had it */
+        send_grant(msg.lock, (int)msg.node, zero, msg.epoch);   /* nobody ever had it */
         free(zero);
     } else if (to >= 0) {
-        hand_on(st, to);
+        locks_hand_on(st, to, msg.epoch);
     }
 }
 
@@ -438,7 +406,7 @@ static void on_queued(void *arg, int src, const void *payload, size_t len)
         return;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    st = still_current(&msg) ? locks_state(msg.lock) : NULL;
     if (st != NULL) {
         st->pred[0] = msg.pred[0];
         st->pred[1] = msg.pred[1];
@@ -464,7 +432,7 @@ static void on_grant(void *arg, int src, const void *payload, size_t len)
     }
     ftsvm_debug("lock %u: granted to node %d by node %d", msg.lock, locks.node, src);
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(msg.lock);
+    st = still_current(&msg) ? locks_state(msg.lock) : NULL;
     if (st != NULL) {
         memcpy(st->vt, (const uint8_t *)payload + sizeof(msg),
                (size_t)locks.nodes * sizeof(uint64_t));
@@ -492,7 +460,7 @@ int locks_acquire(unsigned lock)
         return FTSVM_ENOMEM;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(lock);
+    st = locks_state(lock);
     if (st == NULL) {
         pthread_mutex_unlock(&locks.mutex);
         free(vt);
@@ -505,12 +473,14 @@ int locks_acquire(unsigned lock)
             continue;
         }
         if (!st->token && !st->requested) {
+            uint64_t epoch = locks.epoch;
+
             st->requested = 1;
             local = 0;
             pthread_mutex_unlock(&locks.mutex);
             stats_add(&locks.stats, LOCKS_STAT_REQUESTS, 1);
-            status = send_msg(LOCK_AM_REQUEST, lock_home(lock, REPLICA_PRIMARY), lock,
-                              locks.node, -1, -1);
+            status = send_msg(LOCK_AM_REQUEST, locks_home(lock, REPLICA_PRIMARY), lock,
+                              locks.node, -1, -1, epoch);
             if (status == FTSVM_EPEER) {
                 /* the primary failed: the view change that removes it
                  * rebuilds the queue, with us in it (we stay requested) */
@@ -542,7 +512,7 @@ int locks_acquire(unsigned lock)
 
 int locks_release(unsigned lock)
 {
-    uint64_t *vt = NULL;
+    uint64_t *vt = NULL, epoch = 0;
     lock_state_t *st;
     int status, to = -1, j;
 
@@ -560,7 +530,7 @@ int locks_release(unsigned lock)
         return FTSVM_ENOMEM;
     }
     pthread_mutex_lock(&locks.mutex);
-    st = lock_get(lock);
+    st = locks_state(lock);
     if (st == NULL || !st->held) {
         pthread_mutex_unlock(&locks.mutex);
         free(vt);
@@ -584,11 +554,12 @@ int locks_release(unsigned lock)
     if (st->waiters > 0) {
         pthread_cond_broadcast(&st->cond);   /* a thread of ours takes it: no message */
     } else {
-        to = handoff_target(st);
+        to = locks_handoff_target(st);
+        epoch = locks.epoch;   /* the handoff belongs to this view */
     }
     pthread_mutex_unlock(&locks.mutex);
     if (to >= 0) {
-        int sent = send_grant(lock, to, vt);
+        int sent = send_grant(lock, to, vt, epoch);
 
         sent = (sent == FTSVM_EPEER) ? FTSVM_OK : sent;   /* it failed: the rebuild repairs */
         status = (status == FTSVM_OK) ? sent : status;
@@ -611,9 +582,9 @@ int locks_check_homes(void)
     for (b = 0; b < BUCKETS && status == FTSVM_OK; b++) {
         pthread_mutex_lock(&locks.mutex);
         for (st = locks.buckets[b]; st != NULL && status == FTSVM_OK; st = st->next) {
-            int secondary = lock_home(st->id, REPLICA_SECONDARY);
+            int secondary = locks_home(st->id, REPLICA_SECONDARY);
 
-            if (lock_home(st->id, REPLICA_PRIMARY) != locks.node || secondary < 0) {
+            if (locks_home(st->id, REPLICA_PRIMARY) != locks.node || secondary < 0) {
                 continue;
             }
             rec = (const uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
@@ -636,311 +607,6 @@ int locks_check_homes(void)
         pthread_mutex_unlock(&locks.mutex);
     }
     return (status == FTSVM_OK && bad > 0) ? FTSVM_EPROTO : status;
-}
-
-/* ---- recovery of a view change (DESIGN.md section 6, "Recovery") ----
- *
- * At adoption the queues stop: messages of the old view are void from then
- * on (the epoch), no request leaves, and handoffs promised by the old queues
- * are forgotten. Then every survivor reports, for every lock it knows, what
- * it has (the token, a thread inside), whether it waits, the lock's vt as it
- * last saw it and, at a home, the vt the last releaser saved there. From the
- * same reports every survivor computes the same new queue per lock: the
- * holder first (or, when the failed node had the token or it was in flight,
- * a new token with the highest vt reported, the failed node's entry raised
- * to its nextRelease), then the waiters in node order. Each node applies its
- * own part — its place in the queue, the homes' records — and after one more
- * exchange the queues run again. */
-
-enum { REPORT_TOKEN = 1, REPORT_WAITING = 2, REPORT_HOME = 4, REPORT_SAVED = 8 };
-
-typedef struct {
-    uint32_t lock;
-    uint32_t flags;
-    /* then vt[nodes], saved[nodes] */
-} lock_report_t;
-
-static size_t report_size(void)
-{
-    return sizeof(lock_report_t) + 2u * (size_t)locks.nodes * sizeof(uint64_t);
-}
-
-static int locks_freeze(void *arg, const failure_change_t *change)
-{
-    lock_state_t *st;
-    size_t b;
-
-    (void)arg;
-    pthread_mutex_lock(&locks.mutex);
-    locks.epoch  = change->view;
-    locks.frozen = 1;
-    for (b = 0; b < BUCKETS; b++) {
-        for (st = locks.buckets[b]; st != NULL; st = st->next) {
-            st->forward_to = -1;
-            st->acked      = -1;
-            st->free_grant = -1;
-        }
-    }
-    pthread_mutex_unlock(&locks.mutex);
-    return FTSVM_OK;
-}
-
-static uint8_t *build_report(size_t *len_p)
-{
-    size_t size = report_size(), n = 0, cap = 0, b;
-    const uint64_t *slot;
-    uint8_t *buf = NULL, *grown, *at;
-    lock_state_t *st;
-    lock_report_t r;
-    int was;
-
-    pthread_mutex_lock(&locks.mutex);
-    for (b = 0; b < BUCKETS; b++) {
-        for (st = locks.buckets[b]; st != NULL; st = st->next) {
-            int home = replica_was_home(st->id, locks.node, &was);
-
-            r.lock  = st->id;
-            r.flags = (st->token ? REPORT_TOKEN : 0) |
-                      ((st->requested || (st->waiters > 0 && !st->token)) ? REPORT_WAITING : 0) |
-                      ((home && st->home_tail >= 0) ? REPORT_HOME : 0);
-            slot = (const uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
-                                      vt_offset(st->id));
-            if (home && slot[0] == (uint64_t)st->id + 1u) {
-                r.flags |= REPORT_SAVED;
-            }
-            if (r.flags == 0) {
-                continue;
-            }
-            if (n == cap) {
-                cap = cap ? 2 * cap : 64;
-                grown = realloc(buf, cap * size);
-                if (grown == NULL) {
-                    pthread_mutex_unlock(&locks.mutex);
-                    free(buf);
-                    return NULL;
-                }
-                buf = grown;
-            }
-            at = buf + n * size;
-            memcpy(at, &r, sizeof(r));
-            memcpy(at + sizeof(r), st->vt, (size_t)locks.nodes * sizeof(uint64_t));
-            memset(at + sizeof(r) + (size_t)locks.nodes * 8u, 0, (size_t)locks.nodes * 8u);
-            if (r.flags & REPORT_SAVED) {
-                memcpy(at + sizeof(r) + (size_t)locks.nodes * 8u, slot + 2,
-                       (size_t)locks.nodes * 8u);
-            }
-            n++;
-        }
-    }
-    pthread_mutex_unlock(&locks.mutex);
-    *len_p = n * size;
-    return (buf != NULL) ? buf : malloc(1);
-}
-
-/* the new queue of one lock, from every survivor's report of it */
-typedef struct {
-    int       holder;        /* has the token now, -1 none */
-    int      *chain;         /* nodes: the queue, holder (or new token) first */
-    int       len;
-    uint64_t *vt;            /* for a new token */
-} lock_plan_t;
-
-static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_t *next,
-                      lock_plan_t *plan)
-{
-    size_t size = report_size(), i;
-    int node, j, known = 0;
-
-    plan->holder = -1;
-    plan->len = 0;
-    memset(plan->vt, 0, (size_t)locks.nodes * 8u);
-    for (node = 0; node < locks.nodes; node++) {
-        const uint8_t *at;
-
-        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
-            lock_report_t r;
-            const uint64_t *vt, *saved;
-
-            at = (const uint8_t *)all[node] + i;
-            memcpy(&r, at, sizeof(r));
-            if (r.lock != id) {
-                continue;
-            }
-            known = 1;
-            vt = (const uint64_t *)(at + sizeof(r));
-            saved = vt + locks.nodes;
-            for (j = 0; j < locks.nodes; j++) {
-                plan->vt[j] = (vt[j] > plan->vt[j]) ? vt[j] : plan->vt[j];
-                if ((r.flags & REPORT_SAVED) && saved[j] > plan->vt[j]) {
-                    plan->vt[j] = saved[j];
-                }
-            }
-            if ((r.flags & REPORT_TOKEN) && plan->holder < 0) {
-                plan->holder = node;
-            }
-        }
-    }
-    if (!known) {
-        return;
-    }
-    for (j = 0; j < locks.nodes; j++) {
-        if (!failure_member(j) && next[j] > plan->vt[j]) {
-            plan->vt[j] = next[j];   /* every interval of it up to nextRelease is durable */
-        }
-    }
-    if (plan->holder >= 0) {
-        plan->chain[plan->len++] = plan->holder;
-    }
-    for (node = 0; node < locks.nodes; node++) {
-        for (i = 0; node != plan->holder && all[node] != NULL && i + size <= lens[node];
-             i += size) {
-            lock_report_t r;
-
-            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
-            if (r.lock == id && (r.flags & REPORT_WAITING)) {
-                plan->chain[plan->len++] = node;
-                break;
-            }
-        }
-    }
-    if (plan->len == 0) {
-        /* the token was with the failed node, or on its way: a new one waits,
-         * idle, at the lock's primary home */
-        plan->chain[plan->len++] = lock_home(id, REPLICA_PRIMARY);
-    }
-}
-
-/* under the mutex: this node's part of the plan; the node to hand the
- * token to now, or -1 */
-static int apply_plan(uint32_t id, const lock_plan_t *plan)
-{
-    lock_state_t *st = lock_get(id);
-    int i, me = -1;
-
-    if (st == NULL) {
-        return -1;
-    }
-    for (i = 0; i < plan->len; i++) {
-        me = (plan->chain[i] == locks.node) ? i : me;
-    }
-    if (lock_home(id, REPLICA_PRIMARY) == locks.node ||
-        lock_home(id, REPLICA_SECONDARY) == locks.node) {
-        st->home_tail   = plan->chain[plan->len - 1];
-        st->home_second = (plan->len > 1) ? plan->chain[plan->len - 2] : -1;
-        st->free_grant  = -1;
-        if (locks.replicated) {
-            record_store(st);
-        }
-    }
-    if (me < 0) {
-        return -1;
-    }
-    st->pred[0] = (me > 0) ? plan->chain[me - 1] : -1;
-    st->pred[1] = (me > 1) ? plan->chain[me - 2] : -1;
-    if (me + 1 < plan->len) {
-        st->forward_to = plan->chain[me + 1];
-        st->acked      = st->forward_to;   /* both homes have the rebuilt queue */
-    }
-    if (me == 0 && plan->holder < 0) {
-        memcpy(st->vt, plan->vt, (size_t)locks.nodes * sizeof(uint64_t));
-        st->token     = 1;
-        st->requested = 0;
-        pthread_cond_broadcast(&st->cond);
-        ftsvm_info("lock %u: its token was lost with a failed node; a new one is here", id);
-    } else if (me > 0) {
-        st->token = 0;
-        st->requested = 1;
-    }
-    return handoff_target(st);
-}
-
-static int locks_rebuild(void *arg, const failure_change_t *change)
-{
-    size_t len = 0, *lens, size = report_size(), i;
-    uint64_t *next = NULL, last;
-    uint8_t *mine, *done = NULL;
-    lock_plan_t plan = { -1, NULL, 0, NULL };
-    void **all = NULL, **acks = NULL;
-    int node, status, to, *handoffs = NULL;
-    uint32_t *ids = NULL;
-    size_t nids = 0;
-
-    (void)arg;
-    mine = build_report(&len);
-    if (mine == NULL) {
-        return FTSVM_ENOMEM;
-    }
-    status = failure_gather(change, 11, mine, len, &all, &lens);
-    free(mine);
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    next = calloc((size_t)locks.nodes, sizeof(uint64_t));
-    plan.chain = calloc((size_t)locks.nodes, sizeof(int));
-    plan.vt = calloc((size_t)locks.nodes, sizeof(uint64_t));
-    for (node = 0; node < locks.nodes; node++) {
-        if (all[node] != NULL) {
-            nids += lens[node] / size;
-        }
-    }
-    ids = calloc(nids + 1, sizeof(uint32_t));
-    handoffs = calloc(nids + 1, sizeof(int));
-    done = calloc(nids + 1, 1);
-    if (next == NULL || plan.chain == NULL || plan.vt == NULL || ids == NULL ||
-        handoffs == NULL || done == NULL) {
-        status = FTSVM_ENOMEM;
-        goto out;
-    }
-    for (node = 0; node < locks.nodes; node++) {
-        if (!failure_member(node) && locks.replicated &&
-            replica_markers_read(node, &last, &next[node]) != FTSVM_OK) {
-            next[node] = 0;
-        }
-    }
-    nids = 0;
-    for (node = 0; node < locks.nodes; node++) {
-        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
-            lock_report_t r;
-            size_t k;
-
-            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
-            for (k = 0; k < nids && ids[k] != r.lock; k++) {
-            }
-            if (k == nids) {
-                ids[nids++] = r.lock;
-            }
-        }
-    }
-    pthread_mutex_lock(&locks.mutex);
-    for (i = 0; i < nids; i++) {
-        plan_lock(ids[i], all, lens, next, &plan);
-        handoffs[i] = (plan.len > 0) ? apply_plan(ids[i], &plan) : -1;
-    }
-    pthread_mutex_unlock(&locks.mutex);
-    /* every node has its part before any lock moves again */
-    status = failure_gather(change, 12, NULL, 0, &acks, &lens);
-    free(acks);
-    if (status != FTSVM_OK) {
-        goto out;
-    }
-    pthread_mutex_lock(&locks.mutex);
-    locks.frozen = 0;
-    pthread_cond_broadcast(&locks.thaw);
-    pthread_mutex_unlock(&locks.mutex);
-    for (i = 0; i < nids; i++) {
-        if ((to = handoffs[i]) >= 0) {
-            hand_on(lock_get(ids[i]), to);
-        }
-    }
-out:
-    free(all);
-    free(next);
-    free(plan.chain);
-    free(plan.vt);
-    free(ids);
-    free(handoffs);
-    free(done);
-    return status;
 }
 
 int locks_init(unsigned region)

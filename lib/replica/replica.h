@@ -163,7 +163,7 @@ replica_verdict_t replica_resolve(int writer_alive, const replica_words_t *prima
                                   uint64_t next_release);
 const char *replica_verdict_name(replica_verdict_t verdict);
 
-/* ---- stop points (stop.c): FTSVM_STOP_AT, for the propagation tests ---- */
+/* ---- stop and fault points (inject.c): FTSVM_STOP_AT, FTSVM_FAULT (tests) ---- */
 typedef enum replica_stop_point {
     REPLICA_STOP_NONE,
     REPLICA_STOP_BEFORE_PHASE1,    /* the release's diffs are made, nothing written */

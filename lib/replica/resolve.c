@@ -12,7 +12,9 @@
  *   - the secondary is never ahead of the primary; while W's interval k is
  *     in phase 1 on the page, the secondary holds exactly the primary's
  *     previous version; in phase 2 the primary holds k itself;
- *   - both homes are never pending at once;
+ *   - both homes are never pending at once (W not being a home of the page:
+ *     a writer that is the primary writes both in phase 1, but then its own
+ *     failure leaves one home and this decision is not asked);
  *   - applied at a primary (pending cleared) comes after nextRelease >= k;
  *     pending at a secondary too; lastRelease >= k only after the
  *     secondary applied k; lastRelease <= nextRelease.

@@ -12,22 +12,15 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 static void survive(const char *nodes, const char *fault)
 {
-    const char *enabled = getenv("TEST_FAILURE_POINTS");
     char env_fault[96];
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", env_fault, NULL };
     char *const argv[] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", "2", "--timeout",
                            "100", NODE_DIR "/for_node", "items", "400", "5,7", "3000",
                            NULL };
 
-    /* survivors still hang now and then (issue 6's note): out of CI until fixed */
-    if (enabled == NULL || strcmp(enabled, "y") != 0) {
-        cr_skip_test("set TEST_FAILURE_POINTS=y to run (an intermittent hang is open)");
-    }
     snprintf(env_fault, sizeof(env_fault), "FTSVM_FAULT=%s", fault);
     run_result_t r = run_cmd(argv, env, 110);
     cr_log_info("%s", r.output);
@@ -50,8 +43,9 @@ static void survive(const char *nodes, const char *fault)
 FAULT_TEST(killed_before_phase1, "before-phase1:3@1")
 FAULT_TEST(killed_with_phase1_pending, "phase1-pending:3@1")
 FAULT_TEST(killed_mid_phase2_diffs, "phase2-diffs:1@1")
-/* next-release, phase1-diffs and last-release sometimes hang the survivors
- * (a known bug, issue 6's note): not in CI until it is found */
+FAULT_TEST(killed_mid_phase1_diffs, "phase1-diffs:1@1")
+FAULT_TEST(killed_after_next_release, "next-release:3@1")
+FAULT_TEST(killed_after_last_release, "last-release:3@1")
 /* locks, a lock's home, the markers' backup, barriers, fetches, chunks */
 FAULT_TEST(killed_holding_a_lock, "lock-held:3@1")
 FAULT_TEST(killed_waiting_for_a_lock, "lock-wait:3@1")

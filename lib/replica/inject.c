@@ -1,9 +1,13 @@
 /*
- * Deterministic stop points (FTSVM_STOP_AT) for the propagation tests: the
- * configured node stops itself (SIGSTOP) at a named step of a release, after
- * flushing what it wrote, so that a test can read the homes and markers
- * exactly as a failure at that step would leave them, then let it go on
- * (SIGCONT). Unset, a check costs one comparison.
+ * Injected stops and failures, for tests. Unset, a check costs one
+ * comparison.
+ * - FTSVM_STOP_AT: the configured node stops itself (SIGSTOP) at a named step
+ *   of a release, after flushing what it wrote, so that a test can read the
+ *   homes and markers exactly as a failure at that step would leave them,
+ *   then let it go on (SIGCONT).
+ * - FTSVM_FAULT: the node SIGKILLs itself, unflushed, at one of the same
+ *   steps or at a point of the locks, barriers, fetches, a backup's markers
+ *   or an ftsvm_for chunk.
  */
 #include "replica_int.h"
 #include "common/log.h"
