@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: install what is missing, build, and run the
 # whole test suite; then build again with AddressSanitizer and
-# UndefinedBehaviorSanitizer and run the unit, transport, shared-memory and app tests
+# UndefinedBehaviorSanitizer and run the unit, transport, shared-memory, failure and app tests
 # under them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +23,10 @@ read -r failed1 total1 < <(count)
 
 echo "== sanitizer build"
 ci/build.sh build-asan -DFTSVM_SANITIZE=ON
-echo "== unit, transport, shared-memory and app tests under ASan + UBSan"
+echo "== unit, transport, shared-memory, failure and app tests under ASan + UBSan"
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-(cd build-asan && ctest --output-on-failure -L 'unit|transport|svm|replica|apps') 2>&1 | tee "$log"
+(cd build-asan && ctest --output-on-failure -L 'unit|transport|svm|replica|failure|apps') 2>&1 | tee "$log"
 read -r failed2 total2 < <(count)
 
 failed=$((failed1 + failed2))

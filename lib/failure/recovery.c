@@ -131,7 +131,9 @@ int failure_gather(const failure_change_t *change, unsigned round, const void *m
             hdr.offset = (uint32_t)off;
             hdr.len    = (uint32_t)((len - off < GATHER_PIECE) ? len - off : GATHER_PIECE);
             memcpy(piece, &hdr, sizeof(hdr));
-            memcpy(piece + sizeof(hdr), (const uint8_t *)mine + off, hdr.len);
+            if (hdr.len > 0) {   /* an empty contribution: `mine` may be NULL */
+                memcpy(piece + sizeof(hdr), (const uint8_t *)mine + off, hdr.len);
+            }
             (void)rdma_am_send(failure.rdma, node, FAILURE_AM_GATHER, piece,
                                sizeof(hdr) + hdr.len);   /* a failure shows as a view */
             off += hdr.len;

@@ -22,6 +22,8 @@
  *
  * Exit 0 when every check held, 10 with a message otherwise.
  */
+#define NODE_NAME "for_node"
+#include "api_check.h"
 #include "ftsvm.h"
 
 #include <stdint.h>
@@ -30,26 +32,10 @@
 #include <string.h>
 #include <time.h>
 
-#define FAIL 10
 #define MAX_CALLS 8
 /* the first lock id the library keeps for itself (lib/failure/tasks.h) */
 #define LIBRARY_LOCK_FIRST ((1u << 24) - 16)
 
-#define expect(_cond, ...)                                                        \
-    do {                                                                          \
-        if (!(_cond)) {                                                           \
-            fprintf(stderr, "for_node %d: check failed: %s: ", ftsvm_node(), #_cond); \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-            exit(FAIL);                                                           \
-        }                                                                         \
-    } while (0)
-
-#define ok(_call)                                                                 \
-    do {                                                                          \
-        int _s = (_call);                                                         \
-        expect(_s == FTSVM_OK, "%s: %s", #_call, ftsvm_strerror(_s));             \
-    } while (0)
 
 typedef struct loop {
     size_t    n, chunk;

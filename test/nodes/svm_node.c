@@ -31,6 +31,8 @@
  *              that took (the test sets FTSVM_LOCK_ACK_DELAY_MS and reads the
  *              counters)
  */
+#define NODE_NAME "svm_node"
+#include "api_check.h"
 #include "ftsvm.h"
 
 #include <errno.h>
@@ -41,24 +43,8 @@
 #include <string.h>
 #include <time.h>
 
-#define FAIL 10
 #define PAGE 4096
 
-#define expect(_cond, ...)                                                  \
-    do {                                                                    \
-        if (!(_cond)) {                                                     \
-            fprintf(stderr, "svm_node %d: check failed: %s: ", ftsvm_node(), #_cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-            exit(FAIL);                                                     \
-        }                                                                   \
-    } while (0)
-
-#define ok(_call)                                                           \
-    do {                                                                    \
-        int _s = (_call);                                                   \
-        expect(_s == FTSVM_OK, "%s: %s", #_call, ftsvm_strerror(_s));       \
-    } while (0)
 
 static int node, nodes, threads_per_node, spread;
 static uint8_t *area;
