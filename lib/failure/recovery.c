@@ -261,9 +261,12 @@ again:
         }
         pthread_mutex_unlock(&failure.lock);
         if (++rounds > 100 || failure.stop) {
-            /* end it anyway: threads waiting for recovery must not hang */
-            ftsvm_error("view %llu: recovery keeps failing; giving up",
-                        (unsigned long long)failure_view());
+            /* end it anyway: threads waiting for recovery must not hang (at
+             * shutdown the others are leaving: no news) */
+            if (!failure.stop) {
+                ftsvm_error("view %llu: recovery keeps failing; giving up",
+                            (unsigned long long)failure_view());
+            }
             pthread_mutex_lock(&failure.lock);
             failure.recovered = failure_view();
             failure.detected_ns = 0;

@@ -226,6 +226,7 @@ static int recover_pages(void *arg, const failure_change_t *change)
     }
     status = failure_gather(change, 1, NULL, 0, &all, &lens);   /* everyone drained */
     free(all);
+    all = NULL;   /* a failed gather below leaves it as it is */
     if (status != FTSVM_OK || !hlrc.replicated) {
         goto out;
     }
