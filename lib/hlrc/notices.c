@@ -308,7 +308,9 @@ void hlrc_notices_fini(void)
     int w;
 
     for (w = 0; hlrc.notices != NULL && w < hlrc.nodes; w++) {
-        for (i = 0; i < hlrc.notices[w].count; i++) {
+        /* items before `first` were acted on: their pages are freed already
+         * (notices of a failed writer's void interval stay unconsumed) */
+        for (i = hlrc.notices[w].first; i < hlrc.notices[w].count; i++) {
             free(hlrc.notices[w].items[i].pages);
         }
         free(hlrc.notices[w].items);
