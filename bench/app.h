@@ -6,8 +6,8 @@
  *
  * Work is divided with ftsvm_for wherever it splits into independent
  * chunks: a node that dies leaves its uncommitted chunks to the survivors,
- * so the run still completes and verifies (DESIGN.md section 8). The lowest
- * live node verifies the result and reports.
+ * so the run still completes and verifies (DESIGN.md section 8). Every node
+ * verifies the result; the lowest live node reports it.
  */
 #ifndef FTSVM_BENCH_APP_H
 #define FTSVM_BENCH_APP_H
@@ -74,40 +74,42 @@ static inline long app_arg(int argc, char **argv, int i, long dflt, long min, lo
     return v;
 }
 
-/* -1 not yet known, else whether this node verifies and reports */
-static int app_reporter = -1;
-
-/* 1 on the node that verifies the result and reports it: the lowest live
- * node (node 0 unless it failed). Decided once, so that the node that
- * reports is the one that verified. */
-static inline int app_is_reporter(void)
+/* The lowest node alive by this node's view. */
+static inline int app_lowest_alive(void)
 {
     int node;
 
-    if (app_reporter < 0) {
-        for (node = 0; node < ftsvm_nodes() && ftsvm_alive(node) != 1; node++) {
-        }
-        app_reporter = (node == ftsvm_node());
+    for (node = 0; node < ftsvm_nodes() && ftsvm_alive(node) != 1; node++) {
     }
-    return app_reporter;
+    return node;
 }
 
-/* one line from the reporting node: what ran, how long the timed part took,
- * verified */
 static inline void app_report(const char *size, double seconds, int verified)
 {
-    if (app_is_reporter()) {
-        printf("app %s size %s nodes %d threads %d time %.4f s verified %s\n", app_name, size,
-               ftsvm_nodes(), ftsvm_threads(), seconds, verified ? "yes" : "NO");
-        fflush(stdout);
-    }
+    printf("app %s size %s nodes %d threads %d time %.4f s verified %s\n", app_name, size,
+           ftsvm_nodes(), ftsvm_threads(), seconds, verified ? "yes" : "NO");
+    fflush(stdout);
 }
 
-/* report, wait for every live node, finalize; the exit status of main */
+/* Every node verified the result itself; one reports it, and a node that
+ * failed before reporting does not leave the run without a verdict. After
+ * a barrier (the verdicts are final) the lowest live node prints and marks
+ * the report in shared memory; after a second barrier a node that finds no
+ * mark (the reporter died before its release) and is now the lowest prints
+ * instead. Then finalize; the exit status of main. */
 static inline int app_finish(const char *size, double seconds, int verified)
 {
-    app_report(size, seconds, verified);
+    volatile long *reported = app_alloc(sizeof(*reported));
+
     app_ok(ftsvm_barrier());
+    if (app_lowest_alive() == ftsvm_node()) {
+        app_report(size, seconds, verified);
+        *reported = 1;
+    }
+    app_ok(ftsvm_barrier());
+    if (*reported == 0 && app_lowest_alive() == ftsvm_node()) {
+        app_report(size, seconds, verified);
+    }
     app_ok(ftsvm_finalize());
     return verified ? 0 : 1;
 }

@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     start = app_now();
     app_ok(ftsvm_for((size_t)tasks, 1, run_tasks, NULL));
     seconds = app_now() - start;
-    if (app_is_reporter()) {
+    { /* every node verifies (app_finish) */
         for (i = 0; i < tasks; i++) {
             if (claims[i] != 1 || results[i] != compute(i)) {
                 verified = 0;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 /* Transport regions the module needs, known once the job size is. */
-#define HLRC_NREGIONS 4
+#define HLRC_NREGIONS 5
 /* After replica_init (the placement sizes the home store). */
 int  hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_NREGIONS]);
 /* nblocks for replica_init: blocks of FTSVM_HOME_BLOCK pages in the region */

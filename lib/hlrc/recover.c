@@ -5,7 +5,7 @@
  * surviving home of F's pages as their primary):
  *   - pages with one home left (F was the other): a pending entry of F there
  *     is settled with F's markers at once — k <= nextRelease(F): k is
- *     complete, mark it applied; else k never happened, clear it. Nothing
+ *     complete, mark it applied; else k never happened: undo it and clear it. Nothing
  *     else can repair such a page, and a reader of it waits only this long.
  * Then, as a recovery step run by every survivor:
  *   1. the gate closes: no release begins; releases in flight end (they
@@ -23,11 +23,11 @@
  * Meanwhile readers never wait for this: a copy with F's pending entry is
  * refused and the other home read instead (home.c).
  *
- * Known limit: when F was itself a home of a page it wrote in an interval
- * that never became durable (k > nextRelease(F)), the surviving copy may hold
- * part of it (no second copy to roll back from); it is logged. A durable
- * interval is whole there: when the writer is the primary, phase 1 writes
- * the secondary too (propagate.c).
+ * When F was itself a home of a page it wrote, the surviving copy got F's
+ * phase 1 in place: a durable interval is whole there, and one that never
+ * became durable (k > nextRelease(F)) is undone with the undo F put there
+ * first (undo.c). An interval too big for an undo slot has none: then the
+ * copy may keep part of it, and that is logged.
  */
 #include "hlrc_int.h"
 #include "common/clock.h"
@@ -100,7 +100,8 @@ static int settle_single_home(void *arg, const failure_change_t *change)
             }
             if (k <= next) {
                 __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);   /* durable: whole here */
-            } else if (!warned++) {
+            } else if (hlrc_undo_apply(f, page, k, local_copy(page, REPLICA_PRIMARY)) ==
+                           HLRC_UNDO_MISSING && !warned++) {
                 ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
                            "interval %llu here, which never became durable; this copy may "
                            "hold part of it", page, f, (unsigned long long)k);

@@ -1,0 +1,185 @@
+/*
+ * Node program of the token tests (test/multi/test_tokens.c): guarantees 2
+ * and 3 of DESIGN.md section 1 checked at the homes themselves.
+ *
+ *   token_node INTERVALS PAGES
+ *
+ * Every thread of every node runs INTERVALS intervals. In interval k thread
+ * t acquires a lock (they rotate, so that each acquire brings other
+ * threads' write notices and pages are fetched again), writes its token
+ * (t + 1) << 32 | k into its own word of each of PAGES consecutive pages
+ * (whose homes are spread over every node pair), and releases. Around the
+ * release it logs, with one write(2) each so that a line is out before the
+ * next step:
+ *
+ *   tok calling T K     before the release of interval K is called
+ *   tok released T K    after it returned
+ *
+ * Every eighth interval ends in a barrier. After the last one the survivors
+ * meet in a barrier, and the lowest live node reads each token page from
+ * every live home of it, below the API (hlrc_home_read), and prints
+ *
+ *   tok seen T M        every home copy of every page holds interval M of T
+ *
+ * or fails if the copies disagree (a torn interval: part of a release in one
+ * place and not in another, or the two homes apart). The test compares M
+ * with the logs of a failed node: every release that returned must be there
+ * (M >= last "released"), and nothing written after the last release that
+ * was called (M <= last "calling"). A live thread must show INTERVALS.
+ *
+ * Exit 0 when every check held, 10 with a message otherwise.
+ */
+#define NODE_NAME "token_node"
+#include "api_check.h"
+#include "hlrc/hlrc_int.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BARRIER_EVERY 8
+#define MAX_THREADS   64
+
+static long      intervals;
+static long      npages;
+static uint64_t *tokens;      /* npages pages; thread t's word at t * 8 of each */
+
+static uint64_t token_of(int thread, long k)
+{
+    return ((uint64_t)(thread + 1) << 32) | (uint64_t)k;
+}
+
+/* one line, out before the caller goes on (the node may be killed next) */
+static void token_log(const char *what, int thread, long k)
+{
+    char line[64];
+    int len = snprintf(line, sizeof(line), "tok %s %d %ld\n", what, thread, k);
+
+    expect(write(STDERR_FILENO, line, (size_t)len) == len, "write to stderr: %m");
+}
+
+static void run_intervals(void)
+{
+    int thread = ftsvm_thread_id(), threads = ftsvm_threads();
+    size_t words = HLRC_PAGE_SIZE / sizeof(uint64_t);
+    long k, p;
+
+    for (k = 1; k <= intervals; k++) {
+        unsigned lock = (unsigned)((thread + k) % threads);
+
+        ok(ftsvm_lock_acquire(lock));
+        for (p = 0; p < npages; p++) {
+            tokens[(size_t)p * words + (size_t)thread] = token_of(thread, k);
+        }
+        token_log("calling", thread, k);
+        ok(ftsvm_lock_release(lock));
+        token_log("released", thread, k);
+        if (k % BARRIER_EVERY == 0) {
+            ok(ftsvm_barrier());
+        }
+    }
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    run_intervals();
+    return NULL;
+}
+
+/* thread t's interval in the copy, or -1 when the word is no token of t */
+static long interval_in(const uint8_t *copy, int thread)
+{
+    uint64_t word;
+
+    memcpy(&word, copy + (size_t)thread * sizeof(word), sizeof(word));
+    if (word == 0) {
+        return 0;
+    }
+    return (word >> 32) == (uint64_t)(thread + 1) ? (long)(word & 0xffffffffu) : -1;
+}
+
+/* every live home of every token page; seen[t] = the one interval of t they
+ * all hold */
+static void check_homes(long *seen)
+{
+    static uint64_t meta[2 * 64];
+    static uint8_t copy[HLRC_PAGE_SIZE];
+    int threads = ftsvm_threads(), which, t, copies = 0;
+    size_t first = (size_t)((uint8_t *)tokens - hlrc.base) / HLRC_PAGE_SIZE;
+    long p;
+
+    for (t = 0; t < threads; t++) {
+        seen[t] = -2;
+    }
+    for (p = 0; p < npages; p++) {
+        for (which = REPLICA_PRIMARY; which <= REPLICA_SECONDARY; which++) {
+            int home = hlrc_home(first + (size_t)p, which);
+
+            if (home < 0 || ftsvm_alive(home) != 1) {
+                continue;
+            }
+            ok(hlrc_home_read(first + (size_t)p, which, meta, copy));
+            copies++;
+            for (t = 0; t < threads; t++) {
+                long k = interval_in(copy, t);
+
+                expect(k >= 0, "page %ld at node %d: thread %d's word is no token of it", p,
+                       home, t);
+                expect(seen[t] == -2 || seen[t] == k,
+                       "thread %d torn: interval %ld in page %ld at node %d, %ld elsewhere",
+                       t, k, p, home, seen[t]);
+                seen[t] = k;
+            }
+        }
+    }
+    expect(copies >= npages, "%d home copies of %ld pages", copies, npages);
+}
+
+int main(int argc, char **argv)
+{
+    pthread_t extra[MAX_THREADS];
+    long seen[MAX_THREADS];
+    int per_node, i, t, lowest;
+
+    ok(ftsvm_init(&argc, &argv));
+    expect(argc == 3, "usage: token_node INTERVALS PAGES");
+    intervals = strtol(argv[1], NULL, 10);
+    npages = strtol(argv[2], NULL, 10);
+    expect(intervals > 0 && intervals < (1L << 31) && npages > 0, "bad arguments");
+    expect(ftsvm_threads() <= MAX_THREADS && (size_t)ftsvm_threads() * 8 <= HLRC_PAGE_SIZE,
+           "too many threads");
+    tokens = ftsvm_alloc((size_t)npages * HLRC_PAGE_SIZE);
+    expect(tokens != NULL && ((uint8_t *)tokens - hlrc.base) % HLRC_PAGE_SIZE == 0,
+           "ftsvm_alloc of %ld pages", npages);
+    ok(ftsvm_barrier());
+
+    per_node = ftsvm_threads() / ftsvm_nodes();
+    for (i = 0; i < per_node - 1; i++) {
+        ok(ftsvm_thread_create(&extra[i], worker, NULL));
+    }
+    run_intervals();
+    for (i = 0; i < per_node - 1; i++) {
+        expect(pthread_join(extra[i], NULL) == 0, "pthread_join");
+    }
+    ok(ftsvm_barrier());
+
+    for (lowest = 0; lowest < ftsvm_nodes() && ftsvm_alive(lowest) != 1; lowest++) {
+    }
+    if (lowest == ftsvm_node()) {
+        check_homes(seen);
+        for (t = 0; t < ftsvm_threads(); t++) {
+            printf("tok seen %d %ld\n", t, seen[t]);
+            expect(ftsvm_alive(t / per_node) != 1 || seen[t] == intervals,
+                   "live thread %d: interval %ld at the homes, %ld released", t, seen[t],
+                   intervals);
+        }
+        fflush(stdout);
+    }
+    ok(ftsvm_barrier());
+    ok(ftsvm_finalize());
+    return 0;
+}
