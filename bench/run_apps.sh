@@ -5,6 +5,11 @@
 #                                          printed), small sizes; fails unless every run
 #                                          verifies (set FTSVM_CHECK_HOMES=y to compare
 #                                          both homes at every barrier as well)
+#   bench/run_apps.sh BUILD_DIR --under-load
+#                                          every app at 4 nodes x 2 threads while two
+#                                          busy loops load both cores; fails unless every
+#                                          run verifies with no view change (no node
+#                                          suspected by its heartbeats) and none fenced
 #   bench/run_apps.sh BUILD_DIR --replicas [runs]
 #                                          per app, time(FTSVM_REPLICAS=2) /
 #                                          time(FTSVM_REPLICAS=1), 4 nodes, interleaved
@@ -40,6 +45,31 @@ if [ "$mode" = --check ]; then
     done
   done
   echo "apps: $((total - failed)) passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
+
+if [ "$mode" = --under-load ]; then
+  hogs=()
+  stop_hogs() { for pid in "${hogs[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+  trap stop_hogs EXIT
+  for _ in 1 2; do
+    bash -c 'while :; do :; done' &
+    hogs+=("$!")
+  done
+  failed=0 total=0
+  for app in "${apps[@]}" "${apps[@]}"; do
+    total=$((total + 1))
+    out=$("$run" -n 4 --threads 2 --timeout 300 "$build/bench/$app" 2>&1) && rc=0 || rc=$?
+    if [ "$rc" -eq 0 ] && grep -q 'verified yes' <<<"$out" &&
+       ! grep -q 'ftsvm-event' <<<"$out"; then
+      echo "ok   $app: $(sed -n 's/.* time \([0-9.]*\) s verified.*/\1 s/p' <<<"$out" | head -1), no suspicion"
+    else
+      echo "FAIL $app (exit $rc):"; echo "$out" | grep -v '^\[.\] app ' | tail -8
+      failed=$((failed + 1))
+    fi
+  done
+  echo "apps under load: $((total - failed)) passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
 fi
