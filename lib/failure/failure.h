@@ -51,6 +51,10 @@ void failure_fini(void);
 
 /* The current view: its number (removed nodes) and membership. */
 uint64_t failure_view(void);
+/* Odd while a view is being adopted (the placement may change under a
+ * reader); a reader that saw it even and unchanged around its reads read
+ * one placement. */
+uint64_t failure_adoption_seq(void);
 int      failure_member(int node);
 int      failure_members(void);
 /* the lowest member (who reports for the job, e.g. an app's verification) */

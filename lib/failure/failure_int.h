@@ -48,6 +48,7 @@ typedef struct failure {
     uint8_t           *removed;       /* nodes: removed in the adopted view */
     int               *cause;         /* nodes: FAILURE_CAUSE_* of the removal */
     _Atomic uint64_t   view;          /* adopted view: the number of removed nodes */
+    _Atomic uint64_t   adoption_seq;  /* odd while an adoption changes the placement */
     uint64_t           target_view;
     uint64_t           recovered;     /* the last view whose recovery ended */
     _Atomic int        recovering;

@@ -44,6 +44,11 @@ uint64_t failure_view(void)
     return atomic_load(&failure.view);
 }
 
+uint64_t failure_adoption_seq(void)
+{
+    return atomic_load(&failure.adoption_seq);
+}
+
 int failure_member(int node)
 {
     if (failure.removed == NULL) {
@@ -271,6 +276,7 @@ int failure_view_adopt(int *removed_now)
     if (n == 0) {
         return 0;
     }
+    atomic_fetch_add(&failure.adoption_seq, 1);
     for (node = 0; node < n; node++) {
         /* operations in flight to it end before anything reads the new view */
         rdma_peer_remove(failure.rdma, removed_now[node]);
@@ -281,6 +287,7 @@ int failure_view_adopt(int *removed_now)
         __atomic_store_n(&failure.removed[removed_now[node]], 1, __ATOMIC_RELEASE);
         atomic_fetch_add(&failure.view, 1);
     }
+    atomic_fetch_add(&failure.adoption_seq, 1);
     pthread_cond_broadcast(&failure.cond);
     pthread_mutex_unlock(&failure.lock);
     stats_add(&failure.stats, FAILURE_STAT_VIEW_CHANGES, 1);

@@ -51,6 +51,9 @@ static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
     int home = hlrc_home(page, which);
     const uint64_t *local;
 
+    if (home < 0) {
+        return FTSVM_EPEER;   /* the placement changed under the fetch */
+    }
     if (home != hlrc.node) {
         return rdma_get(hlrc.rdma, home, HLRC_REGION_META, hlrc_meta_offset(page, which),
                         meta, words * 8u);
@@ -66,6 +69,9 @@ static int hlrc_read_page(size_t page, int which, uint8_t *dst)
 {
     int home = hlrc_home(page, which);
 
+    if (home < 0) {
+        return FTSVM_EPEER;
+    }
     if (home != hlrc.node) {
         return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME,
                         hlrc_home_index(page, which) * HLRC_PAGE_SIZE, dst, HLRC_PAGE_SIZE);
@@ -124,7 +130,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
 {
     size_t words = 2u * (size_t)hlrc.nodes;
     int which = hlrc_fetch_source(page), home, status, ok;
-    uint64_t deadline = 0, *before, *after, view = failure_view();
+    uint64_t deadline = 0, *before, *after, view = failure_view(), seq;
     unsigned round = 0;
 
     if (fetch_meta == NULL) {
@@ -140,6 +146,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
     before = fetch_meta;
     after  = fetch_meta + words;
     for (;;) {
+        seq = failure_adoption_seq();
         home = hlrc_home(page, which);
         ok = 0;
         status = (home < 0) ? FTSVM_EPEER : hlrc_read_meta(page, which, before);
@@ -154,8 +161,17 @@ int hlrc_fetch(size_t page, uint8_t *dst)
             if (status == FTSVM_OK) {
                 status = hlrc_read_meta(page, which, after);
             }
-            if (status == FTSVM_OK && memcmp(before, after, words * 8u) == 0) {
+            /* one copy throughout: the same words around the page, and no
+             * adoption moved the placement meanwhile (the meta and the page
+             * could come from different homes) */
+            if (status == FTSVM_OK && memcmp(before, after, words * 8u) == 0 &&
+                (seq & 1) == 0 && failure_adoption_seq() == seq) {
                 return FTSVM_OK;
+            }
+            if (status == FTSVM_OK && failure_adoption_seq() != seq) {
+                which = hlrc_fetch_source(page);
+                hlrc_backoff(&round);
+                continue;
             }
         }
         if (status == FTSVM_EPEER) {
@@ -204,6 +220,9 @@ int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
     int home = hlrc_home(page, which);
     uint64_t offset = hlrc_meta_offset(page, which) + ((uint64_t)hlrc.node * 2u + 1u) * 8u;
 
+    if (home < 0) {
+        return FTSVM_EPEER;   /* an adoption removed it meanwhile: the release retries */
+    }
     if (home != hlrc.node) {
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, &interval, 8);
     }
@@ -225,6 +244,9 @@ int hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t siz
     hlrc_run_t run = {0};
     size_t pos = 0;
 
+    if (home < 0) {
+        return FTSVM_EPEER;
+    }
     while ((ret = hlrc_diff_next(diff, size, &pos, &run)) == 1) {
         if (local != NULL) {
             memcpy(local + run.offset, run.bytes, run.length);
@@ -246,6 +268,9 @@ int hlrc_home_mark_applied(size_t page, int which, uint64_t interval)
     uint64_t offset = hlrc_meta_offset(page, which) + (uint64_t)hlrc.node * 2u * 8u;
     uint64_t words[2] = { interval, 0 }, *local;
 
+    if (home < 0) {
+        return FTSVM_EPEER;
+    }
     if (home != hlrc.node) {
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, words, sizeof(words));
     }
