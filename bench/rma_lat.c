@@ -313,11 +313,7 @@ static int run_transport(const char *label, const char *tls)
 {
     ftsvm_runtime_t *rt = ftsvm_runtime();
     size_t size = REGION, n = (size_t)(iterations * blocks);
-    rdma_params_t params = {
-        .node = node, .nodes = 2, .tls = tls, .spin_us = rt->config.spin_us,
-        .keepalive = rt->config.keepalive, .nregions = 1, .region_sizes = &size,
-        .exchange = runtime_exchange, .exchange_arg = boot,
-    };
+    rdma_params_t params;
     uint64_t *ours = malloc(n * sizeof(uint64_t)), *theirs = malloc(n * sizeof(uint64_t));
     uint64_t t0, stop = 0;
     uint8_t buf[4096] = {1};
@@ -325,6 +321,10 @@ static int run_transport(const char *label, const char *tls)
     long b, i;
     int op;
 
+    runtime_rdma_params(rt, &params);
+    params.tls          = tls;
+    params.nregions     = 1;
+    params.region_sizes = &size;
     if (ours == NULL || theirs == NULL || rdma_create(&params, &ctx) != FTSVM_OK ||
         raw_setup(tls) != 0) {
         fprintf(stderr, "rma_lat: cannot set up the %s transports\n", label);
