@@ -4,7 +4,8 @@
  *
  *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks]
  *
- * For each transport list (shared memory, TCP) and each operation, blocks of
+ * For each transport list (shared memory, TCP; with FTSVM_TRANSPORT=verbs
+ * ftsvm over verbs beside raw UCX over TCP) and each operation, blocks of
  * `iterations` samples alternate between ftsvm and the raw loop, so that both
  * see the same machine load; p50 and p99 are taken over all samples of a
  * side, and the ratio is ftsvm p50 / raw p50.
@@ -421,8 +422,14 @@ int main(int argc, char **argv)
         printf("rma_lat: 2 nodes, %ld blocks of %ld samples per side and operation, "
                "blocks interleaved\n", blocks, iterations);
     }
-    status  = run_transport("shared memory", "sm,self");
-    status |= run_transport("tcp", "tcp");
+    if (ftsvm_runtime()->config.transport == FTSVM_TRANSPORT_VERBS) {
+        /* ftsvm over verbs; the raw column stays a UCX loop, over TCP (UCX's
+         * own verbs transports may not know the device) */
+        status = run_transport("verbs (raw: UCX over tcp)", "tcp");
+    } else {
+        status  = run_transport("shared memory", "sm,self");
+        status |= run_transport("tcp", "tcp");
+    }
     ftsvm_finalize();
     return status;
 }

@@ -284,34 +284,33 @@ static int rdma_target(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offs
     return FTSVM_OK;
 }
 
-int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-             const void *buf, size_t len)
+/* put and get: the same checks and counters */
+static int rdma_rw(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
+                   size_t len, int put)
 {
     uint64_t addr;
     int status;
 
-    status = rdma_target(ctx, peer, region, offset, len, "put", &addr);
+    status = rdma_target(ctx, peer, region, offset, len, put ? "put" : "get", &addr);
     if (status != FTSVM_OK) {
         return status;
     }
-    stats_add(&ctx->stats, RDMA_STAT_PUTS, 1);
-    stats_add(&ctx->stats, RDMA_STAT_PUT_BYTES, len);
-    return ctx->backend->put(ctx, peer, region, addr, buf, len);
+    stats_add(&ctx->stats, put ? RDMA_STAT_PUTS : RDMA_STAT_GETS, 1);
+    stats_add(&ctx->stats, put ? RDMA_STAT_PUT_BYTES : RDMA_STAT_GET_BYTES, len);
+    return put ? ctx->backend->put(ctx, peer, region, addr, buf, len) :
+                 ctx->backend->get(ctx, peer, region, addr, buf, len);
+}
+
+int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
+             const void *buf, size_t len)
+{
+    return rdma_rw(ctx, peer, region, offset, (void *)buf, len, 1);
 }
 
 int rdma_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
              void *buf, size_t len)
 {
-    uint64_t addr;
-    int status;
-
-    status = rdma_target(ctx, peer, region, offset, len, "get", &addr);
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
-    stats_add(&ctx->stats, RDMA_STAT_GET_BYTES, len);
-    return ctx->backend->get(ctx, peer, region, addr, buf, len);
+    return rdma_rw(ctx, peer, region, offset, buf, len, 0);
 }
 
 int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,

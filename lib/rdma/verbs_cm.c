@@ -244,6 +244,28 @@ static rdma_verbs_conn_t *rdma_verbs_accept_conn(rdma_ctx_t *ctx, rdma_verbs_t *
     return conn;
 }
 
+/* Queue pair and receives on the connection's id, then connect (the active
+ * end) or accept. */
+static int rdma_verbs_conn_start(rdma_ctx_t *ctx, rdma_verbs_t *v, rdma_verbs_conn_t *conn,
+                                 int active)
+{
+    struct rdma_conn_param param;
+    rdma_verbs_hello_t hello;
+    int status;
+
+    status = rdma_verbs_conn_qp(v, conn);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    rdma_verbs_conn_param(ctx, v, &param, &hello);
+    if ((active ? rdma_connect(conn->id, &param) : rdma_accept(conn->id, &param)) != 0) {
+        ftsvm_error("%s of node %d failed: %m", active ? "rdma_connect" : "rdma_accept",
+                    conn->peer);
+        return FTSVM_EPEER;
+    }
+    return FTSVM_OK;
+}
+
 static const char *rdma_verbs_conn_what(int active)
 {
     return active ? "connection to" : "connection from";
@@ -253,10 +275,7 @@ static const char *rdma_verbs_conn_what(int active)
 static int rdma_verbs_setup_event(rdma_ctx_t *ctx, rdma_verbs_t *v,
                                   struct rdma_cm_event *event, int *done_p)
 {
-    struct rdma_conn_param param;
-    rdma_verbs_hello_t hello;
     rdma_verbs_conn_t *conn = event->id->context;
-    int status;
 
     switch (event->event) {
     case RDMA_CM_EVENT_ADDR_RESOLVED:
@@ -266,32 +285,14 @@ static int rdma_verbs_setup_event(rdma_ctx_t *ctx, rdma_verbs_t *v,
         }
         return FTSVM_OK;
     case RDMA_CM_EVENT_ROUTE_RESOLVED:
-        status = rdma_verbs_conn_qp(v, conn);
-        if (status != FTSVM_OK) {
-            return status;
-        }
-        rdma_verbs_conn_param(ctx, v, &param, &hello);
-        if (rdma_connect(event->id, &param) != 0) {
-            ftsvm_error("rdma_connect to node %d failed: %m", conn->peer);
-            return FTSVM_EPEER;
-        }
-        return FTSVM_OK;
+        return rdma_verbs_conn_start(ctx, v, conn, 1);
     case RDMA_CM_EVENT_CONNECT_REQUEST:
         conn = rdma_verbs_accept_conn(ctx, v, event);
         if (conn == NULL) {
             rdma_reject(event->id, NULL, 0);
             return FTSVM_OK;
         }
-        status = rdma_verbs_conn_qp(v, conn);
-        if (status != FTSVM_OK) {
-            return status;
-        }
-        rdma_verbs_conn_param(ctx, v, &param, &hello);
-        if (rdma_accept(event->id, &param) != 0) {
-            ftsvm_error("rdma_accept of node %d failed: %m", conn->peer);
-            return FTSVM_EPEER;
-        }
-        return FTSVM_OK;
+        return rdma_verbs_conn_start(ctx, v, conn, 0);
     case RDMA_CM_EVENT_ESTABLISHED:
         if (conn != NULL && !conn->established) {
             conn->established = 1;
