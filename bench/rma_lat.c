@@ -4,7 +4,8 @@
  *
  *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks]
  *
- * For each transport list (shared memory, TCP) and each operation, blocks of
+ * For each transport list (shared memory, TCP; with FTSVM_TRANSPORT=verbs
+ * ftsvm over verbs beside raw UCX over TCP) and each operation, blocks of
  * `iterations` samples alternate between ftsvm and the raw loop, so that both
  * see the same machine load; p50 and p99 are taken over all samples of a
  * side, and the ratio is ftsvm p50 / raw p50.
@@ -313,11 +314,7 @@ static int run_transport(const char *label, const char *tls)
 {
     ftsvm_runtime_t *rt = ftsvm_runtime();
     size_t size = REGION, n = (size_t)(iterations * blocks);
-    rdma_params_t params = {
-        .node = node, .nodes = 2, .tls = tls, .spin_us = rt->config.spin_us,
-        .keepalive = rt->config.keepalive, .nregions = 1, .region_sizes = &size,
-        .exchange = runtime_exchange, .exchange_arg = boot,
-    };
+    rdma_params_t params;
     uint64_t *ours = malloc(n * sizeof(uint64_t)), *theirs = malloc(n * sizeof(uint64_t));
     uint64_t t0, stop = 0;
     uint8_t buf[4096] = {1};
@@ -325,6 +322,10 @@ static int run_transport(const char *label, const char *tls)
     long b, i;
     int op;
 
+    runtime_rdma_params(rt, &params);
+    params.tls          = tls;
+    params.nregions     = 1;
+    params.region_sizes = &size;
     if (ours == NULL || theirs == NULL || rdma_create(&params, &ctx) != FTSVM_OK ||
         raw_setup(tls) != 0) {
         fprintf(stderr, "rma_lat: cannot set up the %s transports\n", label);
@@ -421,8 +422,14 @@ int main(int argc, char **argv)
         printf("rma_lat: 2 nodes, %ld blocks of %ld samples per side and operation, "
                "blocks interleaved\n", blocks, iterations);
     }
-    status  = run_transport("shared memory", "sm,self");
-    status |= run_transport("tcp", "tcp");
+    if (ftsvm_runtime()->config.transport == FTSVM_TRANSPORT_VERBS) {
+        /* ftsvm over verbs; the raw column stays a UCX loop, over TCP (UCX's
+         * own verbs transports may not know the device) */
+        status = run_transport("verbs (raw: UCX over tcp)", "tcp");
+    } else {
+        status  = run_transport("shared memory", "sm,self");
+        status |= run_transport("tcp", "tcp");
+    }
     ftsvm_finalize();
     return status;
 }

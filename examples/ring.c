@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 {
     ftsvm_runtime_t *rt;
     size_t size = 1 << 16;
-    rdma_params_t params = {0};
+    rdma_params_t params;
     volatile uint64_t *mem;
     uint64_t ticket, token[2] = {0, 0}, lat[200], t0;
     uint8_t page[4096];
@@ -93,14 +93,9 @@ int main(int argc, char **argv)
     right = (node + 1) % nodes;
     left  = (node + nodes - 1) % nodes;
 
-    params.node = node;
-    params.nodes = nodes;
-    params.spin_us = rt->config.spin_us;
-    params.keepalive = rt->config.keepalive;
+    runtime_rdma_params(rt, &params);
     params.nregions = 1;
     params.region_sizes = &size;
-    params.exchange = runtime_exchange;
-    params.exchange_arg = rt->boot;
     status = rdma_create(&params, &ctx);
     if (status != FTSVM_OK) {
         return 1;

@@ -48,8 +48,15 @@ static const config_entry_t config_table[] = {
            log_level, CONFIG_ENUM), .choices = log_level_choices},
     {ENTRY("STATS", "n", "print the per-module counters at ftsvm_finalize (y/n)",
            stats, CONFIG_BOOL)},
-    {ENTRY("TRANSPORT", "ucx", "transport backend: ucx (verbs is not built yet)",
+    {ENTRY("TRANSPORT", "ucx", "transport backend: ucx (UCP: shared memory, TCP, "
+           "InfiniBand/RoCE) or verbs (libibverbs RC queue pairs set up with librdmacm)",
            transport, CONFIG_ENUM), .choices = transport_choices},
+    {ENTRY("VERBS_DEVICE", "", "verbs: the RDMA device to use (e.g. rxe0); empty: the first "
+           "one ibv_get_device_list finds", verbs_device, CONFIG_STRING),
+     .size = sizeof(((ftsvm_config_t *)0)->verbs_device)},
+    {ENTRY("VERBS_ADDR", "", "verbs: the IPv4 address this node listens on for connections; "
+           "empty: the first IPv4 address of the device's port 1 (its IPv4-mapped GID)",
+           verbs_addr, CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->verbs_addr)},
     {ENTRY("THREADS", "1", "threads per node, the main thread included (ftsvm-run --threads)",
            threads, CONFIG_UINT), .min = 1, .max = 1024},
     {ENTRY("BOOT_TIMEOUT", "30", "seconds to wait for every node at start-up before failing",

@@ -16,6 +16,8 @@ typedef struct ftsvm_config {
     int      log_level;        /* ftsvm_log_level_t */
     int      stats;            /* bool */
     int      transport;        /* ftsvm_transport_t */
+    char     verbs_device[64]; /* verbs: RDMA device, "": the first */
+    char     verbs_addr[64];   /* verbs: IPv4 to listen on, "": the device's */
     unsigned threads;          /* threads per node, main thread included */
     double   boot_timeout;     /* seconds */
     unsigned spin_us;          /* protocol thread spin before it sleeps */

@@ -35,6 +35,21 @@ int runtime_exchange(void *arg, const void *mine, size_t len, void *all)
     return bootstrap_allgather(arg, mine, len, all, NULL);
 }
 
+void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p)
+{
+    memset(params_p, 0, sizeof(*params_p));
+    params_p->node         = rt->config.node;
+    params_p->nodes        = rt->config.nodes;
+    params_p->transport    = (rt->config.transport == FTSVM_TRANSPORT_VERBS) ?
+                             RDMA_TRANSPORT_VERBS : RDMA_TRANSPORT_UCX;
+    params_p->device       = rt->config.verbs_device;
+    params_p->local_addr   = rt->config.verbs_addr;
+    params_p->spin_us      = rt->config.spin_us;
+    params_p->keepalive    = rt->config.keepalive;
+    params_p->exchange     = runtime_exchange;
+    params_p->exchange_arg = rt->boot;
+}
+
 int runtime_boot(void)
 {
     int expected = 0, status;
@@ -49,11 +64,6 @@ int runtime_boot(void)
     }
     ftsvm_log_level = (ftsvm_log_level_t)runtime.config.log_level;
     ftsvm_log_set_node(runtime.config.node);
-    if (runtime.config.transport != FTSVM_TRANSPORT_UCX) {
-        ftsvm_error("FTSVM_TRANSPORT=verbs: the verbs backend is not built yet, use ucx");
-        status = FTSVM_ENOSYS;
-        goto err_state;
-    }
     status = bootstrap_create(&runtime.config, &runtime.boot);
     if (status != FTSVM_OK) {
         goto err_state;
@@ -88,16 +98,11 @@ const ftsvm_runtime_t *runtime_booting(void)
 
 int runtime_connect(size_t nregions, const size_t *region_sizes)
 {
-    rdma_params_t params = {0};
+    rdma_params_t params;
 
-    params.node         = runtime.config.node;
-    params.nodes        = runtime.config.nodes;
-    params.spin_us      = runtime.config.spin_us;
-    params.keepalive    = runtime.config.keepalive;
+    runtime_rdma_params(&runtime, &params);
     params.nregions     = nregions;
     params.region_sizes = region_sizes;
-    params.exchange     = runtime_exchange;
-    params.exchange_arg = runtime.boot;
     return rdma_create(&params, &runtime.rdma);
 }
 

@@ -19,6 +19,10 @@ ftsvm_runtime_t *ftsvm_runtime(void);
 /* rdma_exchange_fn_t over the bootstrap (arg: bootstrap_t *). */
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
 
+/* Transport parameters from the configuration and bootstrap of `rt`: all
+ * but the regions and the UCX transport list, which the caller adds. */
+void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p);
+
 /* Start-up in steps (lib/api.c drives them): boot reads the configuration
  * and meets the other nodes; while booting, runtime_booting() gives the
  * configuration with node and nodes known; connect creates the transport

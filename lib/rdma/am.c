@@ -1,9 +1,9 @@
 /*
  * Active messages and peer-failure events.
  *
- * Every ftsvm message travels as one UCX active message (id RDMA_UCX_AM_ID)
- * whose header is rdma_am_hdr_t. The UCX callback, which may fire on any
- * thread that progresses the worker, validates the message and queues a
+ * Every ftsvm message carries a header rdma_am_hdr_t (as the UCX AM header,
+ * or framed in a verbs SEND). The backend's receive path, which may run on
+ * any thread, hands it to rdma_am_deliver, which validates it and queues a
  * copy; the protocol thread runs the handler (progress.c). A message that
  * does not parse — wrong header size, unknown version or type, sender id out
  * of range, length not what the header says or outside the type's bounds —
@@ -17,68 +17,62 @@
 #include <string.h>
 
 /* log the first rejections in full, then one in every 1000 */
-static int rdma_am_should_log(rdma_ctx_t *ctx)
+int rdma_am_reject_counted(rdma_ctx_t *ctx)
 {
-    uint64_t rejected = stats_read(&ctx->stats, RDMA_STAT_AM_REJECTED);
+    uint64_t rejected;
 
+    stats_add(&ctx->stats, RDMA_STAT_AM_REJECTED, 1);
+    rejected = stats_read(&ctx->stats, RDMA_STAT_AM_REJECTED);
     return rejected <= 10 || rejected % 1000 == 0;
 }
 
 #define rdma_am_reject(_ctx, ...)                     \
     do {                                              \
-        stats_add(&(_ctx)->stats, RDMA_STAT_AM_REJECTED, 1); \
-        if (rdma_am_should_log(_ctx)) {               \
+        if (rdma_am_reject_counted(_ctx)) {           \
             ftsvm_warn(__VA_ARGS__);                  \
         }                                             \
     } while (0)
 
-static ucs_status_t rdma_am_receive(void *arg, const void *header, size_t header_length,
-                                    void *data, size_t length,
-                                    const ucp_am_recv_param_t *param)
+void rdma_am_deliver(rdma_ctx_t *ctx, const void *header, size_t header_length,
+                     const void *data, size_t length)
 {
-    rdma_ctx_t *ctx = arg;
     const rdma_am_slot_t *slot;
     rdma_am_hdr_t hdr;
     rdma_event_t *event;
 
-    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
-        /* ftsvm sends eager only: a rendezvous message is not ours */
-        rdma_am_reject(ctx, "rejected a message of %zu bytes sent by rendezvous", length);
-        return UCS_OK;
-    }
     if (header_length != sizeof(hdr)) {
         rdma_am_reject(ctx, "rejected a message with a %zu-byte header (expected %zu)",
                        header_length, sizeof(hdr));
-        return UCS_OK;
+        return;
     }
     memcpy(&hdr, header, sizeof(hdr));
     if (hdr.version != RDMA_AM_VERSION) {
         rdma_am_reject(ctx, "rejected a message of version %u (expected %u)", hdr.version,
                        RDMA_AM_VERSION);
-        return UCS_OK;
+        return;
     }
     if (hdr.src >= (uint32_t)ctx->nodes) {
         rdma_am_reject(ctx, "rejected a message from node %u (job of %d nodes)", hdr.src,
                        ctx->nodes);
-        return UCS_OK;
+        return;
     }
     if (hdr.type >= RDMA_AM_TYPES || ctx->am[hdr.type].handler == NULL) {
         rdma_am_reject(ctx, "rejected a message of unknown type %u from node %u", hdr.type,
                        hdr.src);
-        return UCS_OK;
+        return;
     }
     slot = &ctx->am[hdr.type];
     if (hdr.len != length || length < slot->min_len || length > slot->max_len) {
         rdma_am_reject(ctx, "rejected a message of type %u from node %u: %zu bytes "
                        "(header says %u, allowed %zu..%zu)", hdr.type, hdr.src, length,
                        hdr.len, slot->min_len, slot->max_len);
-        return UCS_OK;
+        return;
     }
     event = malloc(sizeof(*event) + length);
     if (event == NULL) {
         rdma_am_reject(ctx, "dropped a message of type %u from node %u: out of memory",
                        hdr.type, hdr.src);
-        return UCS_OK;
+        return;
     }
     event->kind = RDMA_EVENT_AM;
     event->src  = (int)hdr.src;
@@ -87,7 +81,6 @@ static ucs_status_t rdma_am_receive(void *arg, const void *header, size_t header
     memcpy(event->payload, data, length);
     stats_add(&ctx->stats, RDMA_STAT_AM_RECEIVED, 1);
     rdma_queue_push(ctx, event);
-    return UCS_OK;
 }
 
 int rdma_am_init(rdma_ctx_t *ctx)
@@ -102,28 +95,6 @@ int rdma_am_init(rdma_ctx_t *ctx)
     };
 
     memcpy(ctx->stats.names, names, sizeof(names));
-    return FTSVM_OK;
-}
-
-/* Registers the one UCX handler that carries every type; rdma_create calls
- * it before any peer knows our address, so no message can find it missing. */
-int rdma_am_listen(rdma_ctx_t *ctx)
-{
-    ucp_am_handler_param_t param = {0};
-    ucs_status_t status;
-
-    param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                       UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-    param.id    = RDMA_UCX_AM_ID;
-    param.flags = UCP_AM_FLAG_WHOLE_MSG;
-    param.cb    = rdma_am_receive;
-    param.arg   = ctx;
-    status = ucp_worker_set_am_recv_handler(ctx->worker, &param);
-    if (status != UCS_OK) {
-        ftsvm_error("cannot register the active-message handler: %s",
-                    ucs_status_string(status));
-        return FTSVM_ETRANSPORT;
-    }
     return FTSVM_OK;
 }
 
@@ -157,37 +128,21 @@ void rdma_am_dispatch(rdma_ctx_t *ctx, rdma_event_t *event)
 int rdma_am_send_raw(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
                      const void *payload, size_t len)
 {
-    ucp_request_param_t param = {0};
-    ucs_status_ptr_t request;
-    ucp_ep_h ep;
-    int status;
-
     if (peer < 0 || peer >= ctx->nodes) {
         ftsvm_error("message to node %d out of range (job of %d nodes)", peer, ctx->nodes);
         return FTSVM_ERANGE;
     }
-    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+    if (atomic_load(&ctx->peers[peer].failed)) {
         return FTSVM_EPEER;
     }
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags        = UCP_AM_SEND_FLAG_EAGER;
     stats_add(&ctx->stats, RDMA_STAT_AM_SENT, 1);
-    request = ucp_am_send_nbx(ep, RDMA_UCX_AM_ID, hdr, hdr_len, payload, len, &param);
-    rdma_ep_put(ctx, peer);
-    status = rdma_progress_wait(ctx, request, "message", peer);
-    /* UCX may hold the bytes until the worker is progressed again; an
-     * application thread that sent a message usually goes on to sleep, and
-     * a sleeping protocol thread is not woken by data waiting to go out
-     * (measured: lock requests stalled 5-8 ms over TCP). Wake it. */
-    if (!rdma_on_progress_thread()) {
-        rdma_wake(ctx);
-    }
-    return status;
+    return ctx->backend->am_send(ctx, peer, hdr, hdr_len, payload, len);
 }
 
-/* A message to this node never goes through UCX: its self transport has no
- * file descriptor, so it would not wake a sleeping protocol thread (a lock
- * home forwarding to itself waited for the next timeout, ~10 ms). */
+/* A message to this node never goes through the backend: UCX's self
+ * transport has no file descriptor, so it would not wake a sleeping protocol
+ * thread (a lock home forwarding to itself waited for the next timeout,
+ * ~10 ms). */
 static int rdma_am_send_self(rdma_ctx_t *ctx, unsigned type, const void *payload, size_t len)
 {
     const rdma_am_slot_t *slot = &ctx->am[type];
@@ -235,7 +190,7 @@ int rdma_am_send(rdma_ctx_t *ctx, int peer, unsigned type, const void *payload, 
 
 /* ---- peer failure ------------------------------------------------------- */
 
-void rdma_peer_failed(rdma_ctx_t *ctx, int peer, ucs_status_t status)
+void rdma_peer_failed(rdma_ctx_t *ctx, int peer, const char *why)
 {
     rdma_event_t *event;
 
@@ -244,10 +199,10 @@ void rdma_peer_failed(rdma_ctx_t *ctx, int peer, ucs_status_t status)
     }
     stats_add(&ctx->stats, RDMA_STAT_PEER_FAILURES, 1);
     if (atomic_load(&ctx->quiescing)) {
-        ftsvm_debug("node %d closed its connection: %s", peer, ucs_status_string(status));
+        ftsvm_debug("node %d closed its connection: %s", peer, why);
         return;
     }
-    ftsvm_info("transport reports node %d failed: %s", peer, ucs_status_string(status));
+    ftsvm_info("transport reports node %d failed: %s", peer, why);
     event = calloc(1, sizeof(*event));
     if (event == NULL) {
         ftsvm_error("cannot queue the failure of node %d: out of memory", peer);

@@ -1,19 +1,21 @@
 /*
- * The protocol thread: it drives the worker (over TCP a target answers
- * one-sided operations only while its worker is progressed), runs the
- * handlers of active messages and the peer-failure callbacks.
+ * The protocol thread: it drives the backend (over UCX/TCP a target answers
+ * one-sided operations only while its worker is progressed; over verbs it
+ * takes in messages), runs the handlers of active messages and the
+ * peer-failure callbacks.
  *
  * It must not burn a core while idle (2-core machines run several nodes):
- * after the last activity it polls for FTSVM_SPIN_US, then arms the worker and
- * sleeps in ppoll on the worker's event fd and a wake-up eventfd. The sleep is
+ * after the last activity it polls for FTSVM_SPIN_US, then arms the backend
+ * and sleeps in ppoll on the backend's event fd and a wake-up eventfd. The sleep is
  * bounded by the keepalive interval, because UCX runs keepalive rounds (how a
  * dead peer is noticed over shared memory) only from worker progress.
  *
- * An application thread that waits for one of its own requests progresses
- * the worker itself; while any does (ctx->waiters > 0), the protocol thread
- * does not progress and does not spin, so that the two do not contend for
- * the worker lock and a core. Callbacks that fire on an application thread
- * only queue their event; the protocol thread runs the handler.
+ * An application thread that waits for one of its own requests may progress
+ * the backend itself (UCX); while any does (ctx->waiters > 0), the protocol
+ * thread does not progress and does not spin, so that the two do not
+ * contend for the worker lock and a core. Callbacks that fire on an
+ * application thread only queue their event; the protocol thread runs the
+ * handler.
  */
 #include "rdma_int.h"
 #include "common/clock.h"
@@ -94,7 +96,7 @@ static void rdma_drain_wake_fd(rdma_ctx_t *ctx)
     }
 }
 
-static void rdma_sleep(rdma_ctx_t *ctx, int with_worker, uint64_t timeout_ns)
+static void rdma_sleep(rdma_ctx_t *ctx, int with_backend, uint64_t timeout_ns)
 {
     struct pollfd fds[2] = {
         { .fd = ctx->wake_fd, .events = POLLIN },
@@ -105,7 +107,7 @@ static void rdma_sleep(rdma_ctx_t *ctx, int with_worker, uint64_t timeout_ns)
         .tv_nsec = (long)(timeout_ns % 1000000000ull),
     };
 
-    if (ppoll(fds, with_worker ? 2 : 1, &timeout, NULL) < 0 && errno != EINTR) {
+    if (ppoll(fds, (with_backend && ctx->efd >= 0) ? 2 : 1, &timeout, NULL) < 0 && errno != EINTR) {
         ftsvm_warn("protocol thread: ppoll failed: %m");
     }
     if (fds[0].revents & POLLIN) {
@@ -119,13 +121,13 @@ static void *rdma_progress_main(void *arg)
     uint64_t last_active = clock_now_ns();
     uint64_t idle_ns = (uint64_t)ctx->idle_timeout_ms * 1000000ull;
     unsigned work;
-    ucs_status_t status;
+    int status;
 
     on_progress_thread = 1;
     while (!atomic_load_explicit(&ctx->stop, memory_order_acquire)) {
         work = 0;
         if (atomic_load_explicit(&ctx->waiters, memory_order_acquire) == 0) {
-            work = ucp_worker_progress(ctx->worker);
+            work = ctx->backend->progress(ctx);
         }
         work += rdma_queue_dispatch(ctx);
         if (work != 0) {
@@ -143,13 +145,9 @@ static void *rdma_progress_main(void *arg)
             sched_yield();
             continue;
         }
-        status = ucp_worker_arm(ctx->worker);
-        if (status == UCS_ERR_BUSY) {
+        status = ctx->backend->arm(ctx);
+        if (status > 0) {
             continue;   /* events arrived meanwhile: progress them */
-        }
-        if (status != UCS_OK) {
-            ftsvm_warn("protocol thread: ucp_worker_arm failed: %s",
-                       ucs_status_string(status));
         }
         stats_add(&ctx->stats, RDMA_STAT_SLEEPS, 1);
         rdma_sleep(ctx, 1, idle_ns);
@@ -186,38 +184,4 @@ void rdma_progress_stop(rdma_ctx_t *ctx)
     rdma_wake(ctx);
     pthread_join(ctx->thread, NULL);
     ctx->thread_started = 0;
-}
-
-/* Wait for a request posted by this thread. Application threads progress the
- * worker themselves (the protocol thread stands aside meanwhile); the
- * protocol thread, when a handler waits, progresses inline. */
-int rdma_progress_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *what, int peer)
-{
-    ucs_status_t status;
-    int ret;
-
-    if (request == NULL) {
-        return FTSVM_OK;
-    }
-    if (UCS_PTR_IS_ERR(request)) {
-        status = UCS_PTR_STATUS(request);
-    } else {
-        if (!on_progress_thread) {
-            atomic_fetch_add_explicit(&ctx->waiters, 1, memory_order_acq_rel);
-        }
-        while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
-            ucp_worker_progress(ctx->worker);
-        }
-        if (!on_progress_thread) {
-            atomic_fetch_sub_explicit(&ctx->waiters, 1, memory_order_acq_rel);
-        }
-        ucp_request_free(request);
-    }
-    ret = rdma_status_from_ucs(status);
-    if (ret == FTSVM_EPEER) {
-        ftsvm_debug("%s to node %d failed: %s", what, peer, ucs_status_string(status));
-    } else if (ret != FTSVM_OK) {
-        ftsvm_error("%s to node %d failed: %s", what, peer, ucs_status_string(status));
-    }
-    return ret;
 }

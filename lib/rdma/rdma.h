@@ -24,10 +24,16 @@ typedef struct rdma_ctx rdma_ctx_t;
 /* Allgather of `len` bytes per node into `all` (nodes x len, node order). */
 typedef int (*rdma_exchange_fn_t)(void *arg, const void *mine, size_t len, void *all);
 
+/* rdma_params_t.transport */
+enum { RDMA_TRANSPORT_UCX = 0, RDMA_TRANSPORT_VERBS = 1 };
+
 typedef struct rdma_params {
     int                 node;
     int                 nodes;
+    int                 transport;    /* RDMA_TRANSPORT_*; 0 (zeroed params): UCX */
     const char         *tls;          /* UCX transports (UCX_TLS syntax); NULL: UCX's choice */
+    const char         *device;       /* verbs: RDMA device; NULL or "": the first one */
+    const char         *local_addr;   /* verbs: IPv4 to listen on; NULL or "": the device's */
     unsigned            spin_us;      /* protocol thread polls this long before it sleeps */
     double              keepalive;    /* seconds between keepalives (peer death over shm) */
     size_t              nregions;
@@ -57,8 +63,8 @@ int    rdma_node(const rdma_ctx_t *ctx);
 int    rdma_nodes(const rdma_ctx_t *ctx);
 void  *rdma_region_addr(const rdma_ctx_t *ctx, unsigned region);
 size_t rdma_region_size(const rdma_ctx_t *ctx, unsigned region);
-/* The transports UCX picked for one-sided operations to `peer`, e.g.
- * "posix/memory" or "tcp/lo" (for logs and benchmarks). */
+/* The transports the backend uses for one-sided operations to `peer`, e.g.
+ * "posix/memory" or "tcp/lo" (UCX), "verbs/rxe0" (for logs and benchmarks). */
 int    rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size);
 
 /* One-sided operations. Each blocks until its local part is done: put until

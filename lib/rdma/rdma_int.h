@@ -1,5 +1,7 @@
-/* What the files of lib/rdma share: the context and the protocol thread's
- * event queue. Not for use outside lib/rdma. */
+/* What the files of lib/rdma share: the backend-neutral context, the backend
+ * operations table, and the protocol thread's event queue. Not for use
+ * outside lib/rdma. Each backend keeps its own state behind ctx->backend_ctx
+ * (ucx.c, verbs*.c); nothing here names UCX or verbs types. */
 #ifndef FTSVM_RDMA_INT_H
 #define FTSVM_RDMA_INT_H
 
@@ -8,12 +10,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <ucp/api/ucp.h>
 
-/* UCX active-message id that carries every ftsvm message. */
-#define RDMA_UCX_AM_ID 7
-
-/* Header of every ftsvm message, sent as the UCX AM header. */
+/* Header of every ftsvm message (the UCX AM header; the first bytes of a
+ * verbs SEND after its framing). */
 typedef struct rdma_am_hdr {
     uint16_t type;
     uint16_t version;
@@ -24,19 +23,13 @@ typedef struct rdma_am_hdr {
 #define RDMA_AM_VERSION 1
 
 typedef struct rdma_region {
-    ucp_mem_h  memh;
     void      *addr;
     size_t     size;
 } rdma_region_t;
 
 typedef struct rdma_peer {
-    ucp_ep_h      ep;          /* NULL once removed (rdma_peer_remove) */
-    /* held shared while an operation is posted on ep, exclusively while
-     * rdma_peer_remove closes it */
-    pthread_rwlock_t ep_lock;
     _Atomic int   failed;
     _Atomic int   removed;     /* rdma_peer_remove: out of the job for good */
-    ucp_rkey_h   *rkeys;       /* one per region */
     uint64_t     *bases;       /* the peer's address of each region */
     size_t       *sizes;
 } rdma_peer_t;
@@ -65,22 +58,66 @@ typedef struct rdma_failure_cb {
     void              *arg;
 } rdma_failure_cb_t;
 
+enum { RDMA_ATOMIC_FETCH_ADD, RDMA_ATOMIC_CSWAP };
+
+/* A backend. rdma.c validates arguments (peer and region in range, peer not
+ * failed) and counts before it calls one of these; `addr` is then the
+ * peer's address of (region, offset). Every operation may run on any thread
+ * at once. */
+typedef struct rdma_backend {
+    const char *name;
+    /* Allocate ctx->regions, exchange with every peer (filling each
+     * peer's bases and sizes) and connect; set ctx->efd. The protocol thread
+     * starts after it returns. */
+    int      (*create)(rdma_ctx_t *ctx, const rdma_params_t *params);
+    /* After the protocol thread has stopped; also after a failed create. */
+    void     (*destroy)(rdma_ctx_t *ctx);
+    /* Protocol thread: make progress, return how much work was done. */
+    unsigned (*progress)(rdma_ctx_t *ctx);
+    /* Protocol thread: arm ctx->efd before a sleep; FTSVM_OK when armed, 1
+     * when events arrived meanwhile (progress again), negative on error. */
+    int      (*arm)(rdma_ctx_t *ctx);
+    int      (*put)(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                    const void *buf, size_t len);
+    int      (*get)(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                    void *buf, size_t len);
+    /* *req_p NULL: done already */
+    int      (*get_start)(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                          void *buf, size_t len, rdma_req_t **req_p);
+    int      (*req_poll)(rdma_ctx_t *ctx, rdma_req_t *req);
+    /* RDMA_ATOMIC_FETCH_ADD: add `operand`; RDMA_ATOMIC_CSWAP: swap in
+     * `swap` if the word is `operand` */
+    int      (*atomic)(rdma_ctx_t *ctx, int op, int peer, unsigned region, uint64_t addr,
+                       uint64_t operand, uint64_t swap, uint64_t *old_p);
+    int      (*fence)(rdma_ctx_t *ctx);
+    int      (*flush)(rdma_ctx_t *ctx, int peer);
+    int      (*am_send)(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
+                        const void *payload, size_t len);
+    /* The peer is marked failed and removed already: end what is in flight
+     * to it with FTSVM_EPEER and release what the backend holds for it. */
+    void     (*peer_remove)(rdma_ctx_t *ctx, int peer);
+    int      (*describe_peer)(rdma_ctx_t *ctx, int peer, char *buf, size_t size);
+} rdma_backend_t;
+
+extern const rdma_backend_t rdma_ucx_backend;
+extern const rdma_backend_t rdma_verbs_backend;
+
 struct rdma_ctx {
-    int                node;
-    int                nodes;
-    ucp_context_h      context;
-    ucp_worker_h       worker;
-    int                efd;           /* the worker's event fd */
-    int                wake_fd;       /* eventfd: queue not empty, or stop */
-    rdma_region_t     *regions;
-    size_t             nregions;
-    rdma_peer_t       *peers;
+    int                   node;
+    int                   nodes;
+    const rdma_backend_t *backend;
+    void                 *backend_ctx;
+    int                   efd;           /* the backend's event fd, -1: none */
+    int                   wake_fd;       /* eventfd: queue not empty, or stop */
+    rdma_region_t        *regions;
+    size_t                nregions;
+    rdma_peer_t          *peers;
 
     /* protocol thread */
     pthread_t          thread;
     int                thread_started;
     _Atomic int        stop;
-    _Atomic int        waiters;       /* application threads progressing the worker */
+    _Atomic int        waiters;       /* application threads progressing the backend */
     uint64_t           spin_ns;
     int                idle_timeout_ms;
 
@@ -104,17 +141,14 @@ enum {
     RDMA_STAT_SLEEPS, RDMA_STAT_COUNT
 };
 
-/* ucx.c */
-int  rdma_status_from_ucs(ucs_status_t status);
-/* the peer's endpoint with ep_lock held shared, or NULL (FTSVM_EPEER) when
- * it failed; rdma_ep_put drops the lock once the operation is posted */
-ucp_ep_h rdma_ep_get(rdma_ctx_t *ctx, int peer);
-void     rdma_ep_put(rdma_ctx_t *ctx, int peer);
+/* rdma.c: allgather blobs of different lengths (first the lengths, then
+ * every blob padded to the longest); *all_p holds nodes x *stride_p bytes */
+int  rdma_exchange_blobs(rdma_ctx_t *ctx, const rdma_params_t *params, const void *blob,
+                         size_t len, uint8_t **all_p, size_t *stride_p);
 
-/* progress.c: the protocol thread, and waiting for a UCX request */
+/* progress.c: the protocol thread */
 int  rdma_progress_start(rdma_ctx_t *ctx);
 void rdma_progress_stop(rdma_ctx_t *ctx);
-int  rdma_progress_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *what, int peer);
 int  rdma_on_progress_thread(void);
 void rdma_wake(rdma_ctx_t *ctx);
 void rdma_queue_push(rdma_ctx_t *ctx, rdma_event_t *event);
@@ -122,9 +156,16 @@ unsigned rdma_queue_dispatch(rdma_ctx_t *ctx);
 
 /* am.c */
 int  rdma_am_init(rdma_ctx_t *ctx);
-int  rdma_am_listen(rdma_ctx_t *ctx);
+/* Validate a message as it came off the wire and queue it for its handler
+ * (any thread). Rejections are logged and counted. */
+void rdma_am_deliver(rdma_ctx_t *ctx, const void *header, size_t header_len,
+                     const void *data, size_t len);
+/* Count one rejection and say whether to log it (the first ones, then one
+ * in every 1000). */
+int  rdma_am_reject_counted(rdma_ctx_t *ctx);
 void rdma_am_dispatch(rdma_ctx_t *ctx, rdma_event_t *event);
-void rdma_peer_failed(rdma_ctx_t *ctx, int peer, ucs_status_t status);
+/* Report `peer` failed once (any thread); `why` for the log. */
+void rdma_peer_failed(rdma_ctx_t *ctx, int peer, const char *why);
 void rdma_failure_dispatch(rdma_ctx_t *ctx, int peer);
 
 #endif

@@ -9,9 +9,13 @@
  *
  * Start-up: map the regions, pack their keys, allgather (worker address,
  * region bases, keys) through the caller's exchange function, create an
- * endpoint with peer error handling to every node, unpack the keys, start the
- * protocol thread, then flush every endpoint so that wire-up is finished
- * before the first real operation.
+ * endpoint with peer error handling to every node and unpack the keys
+ * (rdma.c then starts the protocol thread and flushes every endpoint).
+ *
+ * An application thread that waits for one of its own requests progresses
+ * the worker itself; while any does (ctx->waiters > 0), the protocol thread
+ * does not progress, so that the two do not contend for the worker lock and
+ * a core.
  */
 #include "rdma_int.h"
 #include "common/log.h"
@@ -20,9 +24,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucp/api/ucp.h>
 #include <unistd.h>
 
-int rdma_status_from_ucs(ucs_status_t status)
+/* UCX active-message id that carries every ftsvm message. */
+#define RDMA_UCX_AM_ID 7
+
+typedef struct rdma_ucx_peer {
+    ucp_ep_h      ep;          /* NULL once removed (rdma_peer_remove) */
+    /* held shared while an operation is posted on ep, exclusively while
+     * rdma_peer_remove closes it */
+    pthread_rwlock_t ep_lock;
+    ucp_rkey_h   *rkeys;       /* one per region */
+} rdma_ucx_peer_t;
+
+typedef struct rdma_ucx {
+    ucp_context_h    context;
+    ucp_worker_h     worker;
+    ucp_mem_h       *memhs;    /* one per region */
+    rdma_ucx_peer_t *peers;
+} rdma_ucx_t;
+
+static int rdma_status_from_ucs(ucs_status_t status)
 {
     switch (status) {
     case UCS_OK:
@@ -43,65 +66,68 @@ int rdma_status_from_ucs(ucs_status_t status)
     }
 }
 
-int rdma_node(const rdma_ctx_t *ctx)
+/* the peer's endpoint with ep_lock held shared, or NULL (FTSVM_EPEER) when
+ * it failed; rdma_ep_put drops the lock once the operation is posted */
+static ucp_ep_h rdma_ep_get(rdma_ctx_t *ctx, int peer)
 {
-    return ctx->node;
-}
-
-int rdma_nodes(const rdma_ctx_t *ctx)
-{
-    return ctx->nodes;
-}
-
-void *rdma_region_addr(const rdma_ctx_t *ctx, unsigned region)
-{
-    return (region < ctx->nregions) ? ctx->regions[region].addr : NULL;
-}
-
-size_t rdma_region_size(const rdma_ctx_t *ctx, unsigned region)
-{
-    return (region < ctx->nregions) ? ctx->regions[region].size : 0;
-}
-
-int rdma_peer_alive(const rdma_ctx_t *ctx, int peer)
-{
-    if (peer < 0 || peer >= ctx->nodes) {
-        return 0;
-    }
-    return !atomic_load(&ctx->peers[peer].failed);
-}
-
-ucp_ep_h rdma_ep_get(rdma_ctx_t *ctx, int peer)
-{
-    rdma_peer_t *p = &ctx->peers[peer];
+    rdma_ucx_peer_t *p = &((rdma_ucx_t *)ctx->backend_ctx)->peers[peer];
 
     pthread_rwlock_rdlock(&p->ep_lock);
-    if (p->ep == NULL || atomic_load(&p->failed)) {
+    if (p->ep == NULL || atomic_load(&ctx->peers[peer].failed)) {
         pthread_rwlock_unlock(&p->ep_lock);
         return NULL;
     }
     return p->ep;
 }
 
-void rdma_ep_put(rdma_ctx_t *ctx, int peer)
+static void rdma_ep_put(rdma_ctx_t *ctx, int peer)
 {
-    pthread_rwlock_unlock(&ctx->peers[peer].ep_lock);
+    pthread_rwlock_unlock(&((rdma_ucx_t *)ctx->backend_ctx)->peers[peer].ep_lock);
 }
 
-void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
+/* Wait for a request posted by this thread. Application threads progress the
+ * worker themselves (the protocol thread stands aside meanwhile); the
+ * protocol thread, when a handler waits, progresses inline. */
+static int rdma_ucx_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *what,
+                         int peer)
 {
+    rdma_ucx_t *ucx = ctx->backend_ctx;
+    ucs_status_t status;
+    int ret, on_progress_thread = rdma_on_progress_thread();
+
+    if (request == NULL) {
+        return FTSVM_OK;
+    }
+    if (UCS_PTR_IS_ERR(request)) {
+        status = UCS_PTR_STATUS(request);
+    } else {
+        if (!on_progress_thread) {
+            atomic_fetch_add_explicit(&ctx->waiters, 1, memory_order_acq_rel);
+        }
+        while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
+            ucp_worker_progress(ucx->worker);
+        }
+        if (!on_progress_thread) {
+            atomic_fetch_sub_explicit(&ctx->waiters, 1, memory_order_acq_rel);
+        }
+        ucp_request_free(request);
+    }
+    ret = rdma_status_from_ucs(status);
+    if (ret == FTSVM_EPEER) {
+        ftsvm_debug("%s to node %d failed: %s", what, peer, ucs_status_string(status));
+    } else if (ret != FTSVM_OK) {
+        ftsvm_error("%s to node %d failed: %s", what, peer, ucs_status_string(status));
+    }
+    return ret;
+}
+
+static void rdma_ucx_peer_remove(rdma_ctx_t *ctx, int peer)
+{
+    rdma_ucx_t *ucx = ctx->backend_ctx;
+    rdma_ucx_peer_t *p = &ucx->peers[peer];
     ucp_request_param_t param = {0};
-    rdma_peer_t *p;
     ucp_ep_h ep;
 
-    if (peer < 0 || peer >= ctx->nodes || peer == ctx->node) {
-        return;
-    }
-    p = &ctx->peers[peer];
-    if (!atomic_exchange(&p->failed, 1)) {
-        stats_add(&ctx->stats, RDMA_STAT_PEER_FAILURES, 1);
-    }
-    atomic_store(&p->removed, 1);
     pthread_rwlock_wrlock(&p->ep_lock);
     ep = p->ep;
     p->ep = NULL;
@@ -113,7 +139,97 @@ void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
      * does (a cut-off node never answers) */
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     param.flags        = UCP_EP_CLOSE_FLAG_FORCE;
-    (void)rdma_progress_wait(ctx, ucp_ep_close_nbx(ep, &param), "close", peer);
+    (void)rdma_ucx_wait(ctx, ucp_ep_close_nbx(ep, &param), "close", peer);
+}
+
+/* ---- protocol thread ------------------------------------------------------ */
+
+static unsigned rdma_ucx_progress(rdma_ctx_t *ctx)
+{
+    return ucp_worker_progress(((rdma_ucx_t *)ctx->backend_ctx)->worker);
+}
+
+static int rdma_ucx_arm(rdma_ctx_t *ctx)
+{
+    ucs_status_t status = ucp_worker_arm(((rdma_ucx_t *)ctx->backend_ctx)->worker);
+
+    if (status == UCS_ERR_BUSY) {
+        return 1;   /* events arrived meanwhile: progress them */
+    }
+    if (status != UCS_OK) {
+        ftsvm_warn("protocol thread: ucp_worker_arm failed: %s", ucs_status_string(status));
+        return rdma_status_from_ucs(status);
+    }
+    return FTSVM_OK;
+}
+
+/* ---- active messages ------------------------------------------------------ */
+
+/* May fire on any thread that progresses the worker: rdma_am_deliver only
+ * validates and queues. */
+static ucs_status_t rdma_ucx_am_receive(void *arg, const void *header, size_t header_length,
+                                        void *data, size_t length,
+                                        const ucp_am_recv_param_t *param)
+{
+    rdma_ctx_t *ctx = arg;
+
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+        /* ftsvm sends eager only: a rendezvous message is not ours */
+        if (rdma_am_reject_counted(ctx)) {
+            ftsvm_warn("rejected a message of %zu bytes sent by rendezvous", length);
+        }
+        return UCS_OK;
+    }
+    rdma_am_deliver(ctx, header, header_length, data, length);
+    return UCS_OK;
+}
+
+/* Registers the one UCX handler that carries every type; called before any
+ * peer knows our address, so no message can find it missing. */
+static int rdma_ucx_am_listen(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
+{
+    ucp_am_handler_param_t param = {0};
+    ucs_status_t status;
+
+    param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                       UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    param.id    = RDMA_UCX_AM_ID;
+    param.flags = UCP_AM_FLAG_WHOLE_MSG;
+    param.cb    = rdma_ucx_am_receive;
+    param.arg   = ctx;
+    status = ucp_worker_set_am_recv_handler(ucx->worker, &param);
+    if (status != UCS_OK) {
+        ftsvm_error("cannot register the active-message handler: %s",
+                    ucs_status_string(status));
+        return FTSVM_ETRANSPORT;
+    }
+    return FTSVM_OK;
+}
+
+static int rdma_ucx_am_send(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
+                            const void *payload, size_t len)
+{
+    ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h ep;
+    int status;
+
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
+        return FTSVM_EPEER;
+    }
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags        = UCP_AM_SEND_FLAG_EAGER;
+    request = ucp_am_send_nbx(ep, RDMA_UCX_AM_ID, hdr, hdr_len, payload, len, &param);
+    rdma_ep_put(ctx, peer);
+    status = rdma_ucx_wait(ctx, request, "message", peer);
+    /* UCX may hold the bytes until the worker is progressed again; an
+     * application thread that sent a message usually goes on to sleep, and
+     * a sleeping protocol thread is not woken by data waiting to go out
+     * (measured: lock requests stalled 5-8 ms over TCP). Wake it. */
+    if (!rdma_on_progress_thread()) {
+        rdma_wake(ctx);
+    }
+    return status;
 }
 
 /* ---- start-up ---------------------------------------------------------- */
@@ -121,11 +237,12 @@ void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
 static void rdma_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     rdma_ctx_t *ctx = arg;
+    rdma_ucx_t *ucx = ctx->backend_ctx;
     int peer;
 
     for (peer = 0; peer < ctx->nodes; peer++) {
-        if (ctx->peers[peer].ep == ep) {
-            rdma_peer_failed(ctx, peer, status);
+        if (ucx->peers[peer].ep == ep) {
+            rdma_peer_failed(ctx, peer, ucs_status_string(status));
             return;
         }
     }
@@ -169,7 +286,7 @@ static void rdma_ucx_shm_error_handling(const char *tls)
     setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
 }
 
-static int rdma_ucx_context(rdma_ctx_t *ctx, const rdma_params_t *params)
+static int rdma_ucx_context(rdma_ucx_t *ucx, const rdma_params_t *params)
 {
     ucp_params_t ucp_params = {0};
     ucp_config_t *config;
@@ -203,7 +320,7 @@ static int rdma_ucx_context(rdma_ctx_t *ctx, const rdma_params_t *params)
     ucp_params.features   = UCP_FEATURE_RMA | UCP_FEATURE_AMO64 | UCP_FEATURE_AM |
                             UCP_FEATURE_WAKEUP;
     ucp_params.mt_workers_shared = 0;
-    status = ucp_init(&ucp_params, config, &ctx->context);
+    status = ucp_init(&ucp_params, config, &ucx->context);
     ucp_config_release(config);
     if (status != UCS_OK) {
         ftsvm_error("ucp_init failed: %s", ucs_status_string(status));
@@ -212,7 +329,7 @@ static int rdma_ucx_context(rdma_ctx_t *ctx, const rdma_params_t *params)
     return FTSVM_OK;
 }
 
-static int rdma_ucx_worker(rdma_ctx_t *ctx)
+static int rdma_ucx_worker(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
 {
     ucp_worker_params_t params = {0};
     ucp_worker_attr_t attr = {0};
@@ -220,19 +337,19 @@ static int rdma_ucx_worker(rdma_ctx_t *ctx)
 
     params.field_mask  = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     params.thread_mode = UCS_THREAD_MODE_MULTI;
-    status = ucp_worker_create(ctx->context, &params, &ctx->worker);
+    status = ucp_worker_create(ucx->context, &params, &ucx->worker);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_create failed: %s", ucs_status_string(status));
         return FTSVM_ETRANSPORT;
     }
     attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
-    status = ucp_worker_query(ctx->worker, &attr);
+    status = ucp_worker_query(ucx->worker, &attr);
     if (status != UCS_OK || attr.thread_mode != UCS_THREAD_MODE_MULTI) {
         /* application threads and the protocol thread share the worker */
         ftsvm_error("this UCX build has no multi-thread support (configure --enable-mt)");
         return FTSVM_ETRANSPORT;
     }
-    status = ucp_worker_get_efd(ctx->worker, &ctx->efd);
+    status = ucp_worker_get_efd(ucx->worker, &ctx->efd);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_get_efd failed: %s", ucs_status_string(status));
         return FTSVM_ETRANSPORT;
@@ -240,7 +357,8 @@ static int rdma_ucx_worker(rdma_ctx_t *ctx)
     return FTSVM_OK;
 }
 
-static int rdma_map_regions(rdma_ctx_t *ctx, const rdma_params_t *params)
+static int rdma_map_regions(rdma_ctx_t *ctx, rdma_ucx_t *ucx,
+                            const rdma_params_t *params)
 {
     ucp_mem_map_params_t map = {0};
     ucp_mem_attr_t attr = {0};
@@ -253,14 +371,14 @@ static int rdma_map_regions(rdma_ctx_t *ctx, const rdma_params_t *params)
         map.address    = NULL;
         map.length     = params->region_sizes[i];
         map.flags      = UCP_MEM_MAP_ALLOCATE;
-        status = ucp_mem_map(ctx->context, &map, &ctx->regions[i].memh);
+        status = ucp_mem_map(ucx->context, &map, &ucx->memhs[i]);
         if (status != UCS_OK) {
             ftsvm_error("cannot allocate region %zu of %zu bytes: %s", i,
                         params->region_sizes[i], ucs_status_string(status));
             return FTSVM_ENOMEM;
         }
         attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
-        status = ucp_mem_query(ctx->regions[i].memh, &attr);
+        status = ucp_mem_query(ucx->memhs[i], &attr);
         if (status != UCS_OK) {
             ftsvm_error("ucp_mem_query failed: %s", ucs_status_string(status));
             return FTSVM_ETRANSPORT;
@@ -274,7 +392,8 @@ static int rdma_map_regions(rdma_ctx_t *ctx, const rdma_params_t *params)
 
 /* Blob layout: u32 address length, address, then per region
  * u64 base, u64 size, u32 key length, key. */
-static int rdma_pack_blob(rdma_ctx_t *ctx, void **blob_p, size_t *len_p)
+static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
+                          size_t *len_p)
 {
     ucp_address_t *address;
     size_t address_len, len, i;
@@ -294,7 +413,7 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, void **blob_p, size_t *len_p)
         free(key_lens);
         return FTSVM_ENOMEM;
     }
-    status = ucp_worker_get_address(ctx->worker, &address, &address_len);
+    status = ucp_worker_get_address(ucx->worker, &address, &address_len);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_get_address failed: %s", ucs_status_string(status));
         free(keys);
@@ -303,7 +422,7 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, void **blob_p, size_t *len_p)
     }
     len = 4 + address_len;
     for (i = 0; i < ctx->nregions; i++) {
-        status = ucp_rkey_pack(ctx->context, ctx->regions[i].memh, &keys[i], &key_lens[i]);
+        status = ucp_rkey_pack(ucx->context, ucx->memhs[i], &keys[i], &key_lens[i]);
         if (status != UCS_OK) {
             ftsvm_error("ucp_rkey_pack failed: %s", ucs_status_string(status));
             goto out_keys;
@@ -340,56 +459,14 @@ out_keys:
     }
     free(keys);
     free(key_lens);
-    ucp_worker_release_address(ctx->worker, address);
+    ucp_worker_release_address(ucx->worker, address);
     return ret;
-}
-
-/* Exchange blobs of different lengths: first the lengths, then every blob
- * padded to the longest. */
-static int rdma_exchange(rdma_ctx_t *ctx, const rdma_params_t *params,
-                         const void *blob, size_t len, uint8_t **all_p, size_t *stride_p)
-{
-    uint64_t *lens, mine = len, max = 0;
-    uint8_t *padded, *all;
-    int status, i;
-
-    lens = calloc((size_t)ctx->nodes, sizeof(*lens));
-    if (lens == NULL) {
-        ftsvm_error("cannot allocate the address exchange");
-        return FTSVM_ENOMEM;
-    }
-    status = params->exchange(params->exchange_arg, &mine, sizeof(mine), lens);
-    for (i = 0; status == FTSVM_OK && i < ctx->nodes; i++) {
-        max = (lens[i] > max) ? lens[i] : max;
-    }
-    free(lens);
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    padded = calloc(1, max);
-    all    = calloc(ctx->nodes, max);
-    if (padded == NULL || all == NULL) {
-        ftsvm_error("cannot allocate %d x %llu bytes for the address exchange",
-                    ctx->nodes, (unsigned long long)max);
-        free(padded);
-        free(all);
-        return FTSVM_ENOMEM;
-    }
-    memcpy(padded, blob, len);
-    status = params->exchange(params->exchange_arg, padded, max, all);
-    free(padded);
-    if (status != FTSVM_OK) {
-        free(all);
-        return status;
-    }
-    *all_p    = all;
-    *stride_p = max;
-    return FTSVM_OK;
 }
 
 static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, size_t len)
 {
     rdma_peer_t *peer = &ctx->peers[node];
+    rdma_ucx_peer_t *up = &((rdma_ucx_t *)ctx->backend_ctx)->peers[node];
     ucp_ep_params_t ep_params = {0};
     const uint8_t *p = blob, *end = blob + len;
     ucs_status_t status;
@@ -411,7 +488,7 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
     ep_params.err_mode        = UCP_ERR_HANDLING_MODE_PEER;
     ep_params.err_handler.cb  = rdma_ep_error;
     ep_params.err_handler.arg = ctx;
-    status = ucp_ep_create(ctx->worker, &ep_params, &peer->ep);
+    status = ucp_ep_create(((rdma_ucx_t *)ctx->backend_ctx)->worker, &ep_params, &up->ep);
     if (status != UCS_OK) {
         ftsvm_error("cannot create an endpoint to node %d: %s", node,
                     ucs_status_string(status));
@@ -429,7 +506,7 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
         if ((size_t)(end - p) < key_len) {
             goto bad_blob;
         }
-        status = ucp_ep_rkey_unpack(peer->ep, p, &peer->rkeys[i]);
+        status = ucp_ep_rkey_unpack(up->ep, p, &up->rkeys[i]);
         if (status != UCS_OK) {
             ftsvm_error("cannot unpack region %zu key of node %d: %s", i, node,
                         ucs_status_string(status));
@@ -444,129 +521,7 @@ bad_blob:
     return FTSVM_EPROTO;
 }
 
-int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
-{
-    rdma_ctx_t *ctx;
-    uint8_t *all = NULL;
-    void *blob = NULL;
-    size_t blob_len = 0, stride = 0, i;
-    int status, node;
-
-    if (params->nodes <= 0 || params->node < 0 || params->node >= params->nodes ||
-        params->exchange == NULL || (params->nregions > 0 && params->region_sizes == NULL)) {
-        ftsvm_error("rdma_create: bad parameters (node %d of %d)", params->node,
-                    params->nodes);
-        return FTSVM_EINVAL;
-    }
-    for (i = 0; i < params->nregions; i++) {
-        if (params->region_sizes[i] == 0) {
-            ftsvm_error("rdma_create: region %zu has size 0", i);
-            return FTSVM_EINVAL;
-        }
-    }
-    ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL) {
-        ftsvm_error("cannot allocate the transport context");
-        return FTSVM_ENOMEM;
-    }
-    ctx->node            = params->node;
-    ctx->nodes           = params->nodes;
-    ctx->nregions        = params->nregions;
-    ctx->efd             = -1;
-    ctx->wake_fd         = -1;
-    ctx->spin_ns         = (uint64_t)params->spin_us * 1000;
-    /* the worker must be progressed at least once per keepalive interval
-     * for peer death over shared memory to be noticed */
-    ctx->idle_timeout_ms = (int)(params->keepalive * 1000);
-    if (ctx->idle_timeout_ms < 1) {
-        ctx->idle_timeout_ms = 1;
-    } else if (ctx->idle_timeout_ms > 100) {
-        ctx->idle_timeout_ms = 100;
-    }
-    pthread_mutex_init(&ctx->queue_lock, NULL);
-    ctx->queue_tail = &ctx->queue_head;
-    ctx->regions = calloc(ctx->nregions ? ctx->nregions : 1, sizeof(*ctx->regions));
-    ctx->peers   = calloc((size_t)ctx->nodes, sizeof(*ctx->peers));
-    if (ctx->regions == NULL || ctx->peers == NULL) {
-        ftsvm_error("cannot allocate the transport context");
-        status = FTSVM_ENOMEM;
-        goto err;
-    }
-    for (node = 0; node < ctx->nodes; node++) {
-        pthread_rwlock_init(&ctx->peers[node].ep_lock, NULL);
-        ctx->peers[node].rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
-        ctx->peers[node].bases = calloc(ctx->nregions + 1, sizeof(uint64_t));
-        ctx->peers[node].sizes = calloc(ctx->nregions + 1, sizeof(size_t));
-        if (!ctx->peers[node].rkeys || !ctx->peers[node].bases || !ctx->peers[node].sizes) {
-            ftsvm_error("cannot allocate the transport peer table");
-            status = FTSVM_ENOMEM;
-            goto err;
-        }
-    }
-    status = rdma_am_init(ctx);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_ucx_context(ctx, params);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_ucx_worker(ctx);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_am_listen(ctx);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_map_regions(ctx, params);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_pack_blob(ctx, &blob, &blob_len);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    status = rdma_exchange(ctx, params, blob, blob_len, &all, &stride);
-    free(blob);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    for (node = 0; node < ctx->nodes; node++) {
-        status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
-        if (status != FTSVM_OK) {
-            free(all);
-            goto err;
-        }
-    }
-    free(all);
-    status = rdma_progress_start(ctx);
-    if (status != FTSVM_OK) {
-        goto err;
-    }
-    /* finish wire-up now, while every peer is progressing its worker */
-    status = rdma_flush(ctx, RDMA_ALL_PEERS);
-    if (status != FTSVM_OK) {
-        ftsvm_error("could not connect to every node: %s", ftsvm_strerror(status));
-        goto err;
-    }
-    ctx->stats.module = "rdma";
-    ctx->stats.count  = RDMA_STAT_COUNT;
-    stats_register(&ctx->stats);
-    *ctx_p = ctx;
-    return FTSVM_OK;
-
-err:
-    rdma_destroy(ctx);
-    return status;
-}
-
-void rdma_quiesce(rdma_ctx_t *ctx)
-{
-    atomic_store(&ctx->quiescing, 1);
-}
-
-static void rdma_close_endpoints(rdma_ctx_t *ctx)
+static void rdma_close_endpoints(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
 {
     ucp_request_param_t param = {0};
     ucs_status_ptr_t *requests;
@@ -584,12 +539,12 @@ static void rdma_close_endpoints(rdma_ctx_t *ctx)
     param.flags        = UCP_EP_CLOSE_FLAG_FORCE;
     for (node = 0; node < ctx->nodes; node++) {
         requests[node] = NULL;
-        if (ctx->peers[node].ep != NULL) {
-            requests[node] = ucp_ep_close_nbx(ctx->peers[node].ep, &param);
+        if (ucx->peers[node].ep != NULL) {
+            requests[node] = ucp_ep_close_nbx(ucx->peers[node].ep, &param);
         }
     }
     do {
-        ucp_worker_progress(ctx->worker);
+        ucp_worker_progress(ucx->worker);
         pending = 0;
         for (node = 0; node < ctx->nodes; node++) {
             if (UCS_PTR_IS_PTR(requests[node])) {
@@ -605,71 +560,16 @@ static void rdma_close_endpoints(rdma_ctx_t *ctx)
     free(requests);
 }
 
-void rdma_destroy(rdma_ctx_t *ctx)
-{
-    rdma_event_t *event;
-    size_t i;
-    int node;
-
-    if (ctx == NULL) {
-        return;
-    }
-    atomic_store(&ctx->quiescing, 1);
-    if (ctx->stats.module != NULL) {
-        stats_unregister(&ctx->stats);
-    }
-    rdma_progress_stop(ctx);
-    for (node = 0; ctx->peers != NULL && node < ctx->nodes; node++) {
-        for (i = 0; ctx->peers[node].rkeys != NULL && i < ctx->nregions; i++) {
-            if (ctx->peers[node].rkeys[i] != NULL) {
-                ucp_rkey_destroy(ctx->peers[node].rkeys[i]);
-            }
-        }
-    }
-    if (ctx->worker != NULL && ctx->peers != NULL) {
-        rdma_close_endpoints(ctx);
-    }
-    for (i = 0; ctx->regions != NULL && i < ctx->nregions; i++) {
-        if (ctx->regions[i].memh != NULL) {
-            ucp_mem_unmap(ctx->context, ctx->regions[i].memh);
-        }
-    }
-    if (ctx->worker != NULL) {
-        ucp_worker_destroy(ctx->worker);
-    }
-    if (ctx->context != NULL) {
-        ucp_cleanup(ctx->context);
-    }
-    while ((event = ctx->queue_head) != NULL) {
-        ctx->queue_head = event->next;
-        free(event);
-    }
-    if (ctx->wake_fd >= 0) {
-        close(ctx->wake_fd);
-    }
-    for (node = 0; ctx->peers != NULL && node < ctx->nodes; node++) {
-        free(ctx->peers[node].rkeys);
-        free(ctx->peers[node].bases);
-        free(ctx->peers[node].sizes);
-    }
-    pthread_mutex_destroy(&ctx->queue_lock);
-    free(ctx->peers);
-    free(ctx->regions);
-    free(ctx);
-}
-
-int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
+/* The transports UCX picked for one-sided operations, from its own report. */
+static int rdma_ucx_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
 {
     FILE *out;
     char *text = NULL, *line, *save = NULL, *name, *end;
+    ucp_ep_h ep;
     size_t text_len = 0, used = 0;
     int n, has_rma = 0;
 
-    if (peer < 0 || peer >= ctx->nodes || size == 0) {
-        return FTSVM_ERANGE;
-    }
-    buf[0] = '\0';
-    if (rdma_ep_get(ctx, peer) == NULL) {
+    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
     out = open_memstream(&text, &text_len);
@@ -677,7 +577,7 @@ int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
         rdma_ep_put(ctx, peer);
         return FTSVM_ENOMEM;
     }
-    ucp_ep_print_info(ctx->peers[peer].ep, out);
+    ucp_ep_print_info(ep, out);
     rdma_ep_put(ctx, peer);
     fclose(out);
     /* lane lines read "lane[0]:  3:sysv/memory.0 md[2] -> ...": keep each
@@ -712,94 +612,50 @@ int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
 
 /* ---- one-sided operations ------------------------------------------------ */
 
-static int rdma_target(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-                       size_t len, const char *what, uint64_t *addr_p, ucp_rkey_h *rkey_p)
+static int rdma_ucx_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                        const void *buf, size_t len)
 {
-    if (peer < 0 || peer >= ctx->nodes) {
-        ftsvm_error("%s: node %d out of range (job of %d nodes)", what, peer, ctx->nodes);
-        return FTSVM_ERANGE;
-    }
-    if (region >= ctx->nregions || offset > ctx->peers[peer].sizes[region] ||
-        len > ctx->peers[peer].sizes[region] - offset) {
-        ftsvm_error("%s: region %u offset 0x%llx length %zu out of range", what, region,
-                    (unsigned long long)offset, len);
-        return FTSVM_ERANGE;
-    }
-    if (atomic_load(&ctx->peers[peer].failed)) {
-        return FTSVM_EPEER;
-    }
-    *addr_p = ctx->peers[peer].bases[region] + offset;
-    *rkey_p = ctx->peers[peer].rkeys[region];
-    return FTSVM_OK;
-}
-
-int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-             const void *buf, size_t len)
-{
+    rdma_ucx_t *ucx = ctx->backend_ctx;
     ucp_request_param_t param = {0};
     ucs_status_ptr_t request;
     ucp_ep_h ep;
-    ucp_rkey_h rkey;
-    uint64_t addr;
-    int status;
 
-    status = rdma_target(ctx, peer, region, offset, len, "put", &addr, &rkey);
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    stats_add(&ctx->stats, RDMA_STAT_PUTS, 1);
-    stats_add(&ctx->stats, RDMA_STAT_PUT_BYTES, len);
     if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
-    request = ucp_put_nbx(ep, buf, len, addr, rkey, &param);
+    request = ucp_put_nbx(ep, buf, len, addr, ucx->peers[peer].rkeys[region], &param);
     rdma_ep_put(ctx, peer);
-    return rdma_progress_wait(ctx, request, "put", peer);
+    return rdma_ucx_wait(ctx, request, "put", peer);
 }
 
-int rdma_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-             void *buf, size_t len)
+static int rdma_ucx_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                        void *buf, size_t len)
 {
+    rdma_ucx_t *ucx = ctx->backend_ctx;
     ucp_request_param_t param = {0};
     ucs_status_ptr_t request;
     ucp_ep_h ep;
-    ucp_rkey_h rkey;
-    uint64_t addr;
-    int status;
 
-    status = rdma_target(ctx, peer, region, offset, len, "get", &addr, &rkey);
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
-    stats_add(&ctx->stats, RDMA_STAT_GET_BYTES, len);
     if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
-    request = ucp_get_nbx(ep, buf, len, addr, rkey, &param);
+    request = ucp_get_nbx(ep, buf, len, addr, ucx->peers[peer].rkeys[region], &param);
     rdma_ep_put(ctx, peer);
-    return rdma_progress_wait(ctx, request, "get", peer);
+    return rdma_ucx_wait(ctx, request, "get", peer);
 }
 
-int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
-                   size_t len, rdma_req_t **req_p)
+static int rdma_ucx_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                              void *buf, size_t len, rdma_req_t **req_p)
 {
+    rdma_ucx_t *ucx = ctx->backend_ctx;
     ucp_request_param_t param = {0};
     ucs_status_ptr_t request;
-    ucp_rkey_h rkey;
-    uint64_t addr;
     ucp_ep_h ep;
-    int status;
 
-    status = rdma_target(ctx, peer, region, offset, len, "get", &addr, &rkey);
-    if (status != FTSVM_OK) {
-        return status;
-    }
     if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
-    stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
-    request = ucp_get_nbx(ep, buf, len, addr, rkey, &param);
+    request = ucp_get_nbx(ep, buf, len, addr, ucx->peers[peer].rkeys[region], &param);
     rdma_ep_put(ctx, peer);
     if (UCS_PTR_IS_ERR(request)) {
         return rdma_status_from_ucs(UCS_PTR_STATUS(request));
@@ -809,14 +665,10 @@ int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, 
     return FTSVM_OK;
 }
 
-int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
+static int rdma_ucx_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
 {
     ucs_status_t status;
 
-    (void)ctx;
-    if (req == NULL) {
-        return 1;
-    }
     status = ucp_request_check_status(req);
     if (status == UCS_INPROGRESS) {
         return 0;
@@ -825,73 +677,39 @@ int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
     return (status == UCS_OK) ? 1 : rdma_status_from_ucs(status);
 }
 
-static int rdma_atomic(rdma_ctx_t *ctx, ucp_atomic_op_t op, int peer, unsigned region,
-                       uint64_t offset, uint64_t operand, uint64_t *reply, const char *what)
+static int rdma_ucx_atomic(rdma_ctx_t *ctx, int op, int peer, unsigned region, uint64_t addr,
+                           uint64_t operand, uint64_t swap, uint64_t *old_p)
 {
+    rdma_ucx_t *ucx = ctx->backend_ctx;
     ucp_request_param_t param = {0};
     ucs_status_ptr_t request;
     ucp_ep_h ep;
-    ucp_rkey_h rkey;
-    uint64_t addr;
     int status;
 
-    if (offset % 8 != 0) {
-        ftsvm_error("%s: offset 0x%llx is not 8-byte aligned", what,
-                    (unsigned long long)offset);
-        return FTSVM_EINVAL;
-    }
-    status = rdma_target(ctx, peer, region, offset, 8, what, &addr, &rkey);
-    if (status != FTSVM_OK) {
-        return status;
-    }
+    /* UCX: `buffer` holds the operand (the compare value of a compare-swap);
+     * the reply buffer holds the value to swap in, and receives the old
+     * remote value */
+    *old_p = swap;
     param.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FIELD_REPLY_BUFFER;
     param.datatype     = ucp_dt_make_contig(8);
-    param.reply_buffer = reply;
-    stats_add(&ctx->stats, RDMA_STAT_ATOMICS, 1);
+    param.reply_buffer = old_p;
     if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }
-    request = ucp_atomic_op_nbx(ep, op, &operand, 1, addr, rkey, &param);
+    request = ucp_atomic_op_nbx(ep, (op == RDMA_ATOMIC_CSWAP) ? UCP_ATOMIC_OP_CSWAP :
+                                UCP_ATOMIC_OP_ADD, &operand, 1, addr,
+                                ucx->peers[peer].rkeys[region], &param);
     rdma_ep_put(ctx, peer);
-    return rdma_progress_wait(ctx, request, what, peer);
-}
-
-int rdma_fetch_add(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-                   uint64_t add, uint64_t *old_p)
-{
-    uint64_t old = 0;
-    int status;
-
-    status = rdma_atomic(ctx, UCP_ATOMIC_OP_ADD, peer, region, offset, add, &old,
-                         "fetch-add");
-    if (status == FTSVM_OK && old_p != NULL) {
-        *old_p = old;
-    }
+    status = rdma_ucx_wait(ctx, request, (op == RDMA_ATOMIC_CSWAP) ? "compare-swap" :
+                           "fetch-add", peer);
     return status;
 }
 
-int rdma_cswap(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
-               uint64_t expected, uint64_t desired, uint64_t *old_p)
-{
-    /* UCX: `buffer` holds the compare value; the reply buffer holds the
-     * value to swap in, and receives the old remote value */
-    uint64_t swap = desired;
-    int status;
-
-    status = rdma_atomic(ctx, UCP_ATOMIC_OP_CSWAP, peer, region, offset, expected, &swap,
-                         "compare-swap");
-    if (status == FTSVM_OK && old_p != NULL) {
-        *old_p = swap;
-    }
-    return status;
-}
-
-int rdma_fence(rdma_ctx_t *ctx)
+static int rdma_ucx_fence(rdma_ctx_t *ctx)
 {
     ucs_status_t status;
 
-    stats_add(&ctx->stats, RDMA_STAT_FENCES, 1);
-    status = ucp_worker_fence(ctx->worker);
+    status = ucp_worker_fence(((rdma_ucx_t *)ctx->backend_ctx)->worker);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_fence failed: %s", ucs_status_string(status));
         return rdma_status_from_ucs(status);
@@ -899,7 +717,9 @@ int rdma_fence(rdma_ctx_t *ctx)
     return FTSVM_OK;
 }
 
-static int rdma_flush_peer(rdma_ctx_t *ctx, int peer)
+/* per endpoint rather than the worker, so that one failed peer does not
+ * hide whether the others completed */
+static int rdma_ucx_flush(rdma_ctx_t *ctx, int peer)
 {
     ucp_request_param_t param = {0};
     ucs_status_ptr_t request;
@@ -910,31 +730,122 @@ static int rdma_flush_peer(rdma_ctx_t *ctx, int peer)
     }
     request = ucp_ep_flush_nbx(ep, &param);
     rdma_ep_put(ctx, peer);
-    return rdma_progress_wait(ctx, request, "flush", peer);
+    return rdma_ucx_wait(ctx, request, "flush", peer);
 }
 
-int rdma_flush(rdma_ctx_t *ctx, int peer)
+/* ---- create / destroy ------------------------------------------------------ */
+
+static void rdma_ucx_destroy(rdma_ctx_t *ctx)
 {
-    int node, status, first = FTSVM_OK;
+    rdma_ucx_t *ucx = ctx->backend_ctx;
+    size_t i;
+    int node;
 
-    stats_add(&ctx->stats, RDMA_STAT_FLUSHES, 1);
-    if (peer != RDMA_ALL_PEERS) {
-        if (peer < 0 || peer >= ctx->nodes) {
-            ftsvm_error("flush: node %d out of range (job of %d nodes)", peer, ctx->nodes);
-            return FTSVM_ERANGE;
-        }
-        return rdma_flush_peer(ctx, peer);
-    }
-    /* per endpoint rather than the worker, so that one failed peer does not
-     * hide whether the others completed */
-    for (node = 0; node < ctx->nodes; node++) {
-        if (atomic_load(&ctx->peers[node].removed)) {
-            continue;   /* out of the job: nothing of ours is owed to it */
-        }
-        status = rdma_flush_peer(ctx, node);
-        if (status != FTSVM_OK && first == FTSVM_OK) {
-            first = status;
+    for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
+        for (i = 0; ucx->peers[node].rkeys != NULL && i < ctx->nregions; i++) {
+            if (ucx->peers[node].rkeys[i] != NULL) {
+                ucp_rkey_destroy(ucx->peers[node].rkeys[i]);
+            }
         }
     }
-    return first;
+    if (ucx->worker != NULL && ucx->peers != NULL) {
+        rdma_close_endpoints(ctx, ucx);
+    }
+    for (i = 0; ucx->memhs != NULL && i < ctx->nregions; i++) {
+        if (ucx->memhs[i] != NULL) {
+            ucp_mem_unmap(ucx->context, ucx->memhs[i]);
+        }
+    }
+    if (ucx->worker != NULL) {
+        ucp_worker_destroy(ucx->worker);
+    }
+    if (ucx->context != NULL) {
+        ucp_cleanup(ucx->context);
+    }
+    for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
+        pthread_rwlock_destroy(&ucx->peers[node].ep_lock);
+        free(ucx->peers[node].rkeys);
+    }
+    free(ucx->peers);
+    free(ucx->memhs);
+    free(ucx);
+    ctx->backend_ctx = NULL;
 }
+
+static int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
+{
+    rdma_ucx_t *ucx;
+    uint8_t *all = NULL;
+    void *blob = NULL;
+    size_t blob_len = 0, stride = 0;
+    int status, node;
+
+    ucx = calloc(1, sizeof(*ucx));
+    if (ucx == NULL) {
+        ftsvm_error("cannot allocate the UCX context");
+        return FTSVM_ENOMEM;
+    }
+    ctx->backend_ctx = ucx;
+    ucx->memhs = calloc(ctx->nregions + 1, sizeof(*ucx->memhs));
+    ucx->peers = calloc((size_t)ctx->nodes, sizeof(*ucx->peers));
+    if (ucx->memhs == NULL || ucx->peers == NULL) {
+        ftsvm_error("cannot allocate the UCX peer table");
+        return FTSVM_ENOMEM;   /* rdma_create destroys what was made */
+    }
+    for (node = 0; node < ctx->nodes; node++) {
+        pthread_rwlock_init(&ucx->peers[node].ep_lock, NULL);
+        ucx->peers[node].rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
+        if (ucx->peers[node].rkeys == NULL) {
+            ftsvm_error("cannot allocate the UCX peer table");
+            return FTSVM_ENOMEM;
+        }
+    }
+    status = rdma_ucx_context(ucx, params);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    status = rdma_ucx_worker(ctx, ucx);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    status = rdma_ucx_am_listen(ctx, ucx);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    status = rdma_map_regions(ctx, ucx, params);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    status = rdma_pack_blob(ctx, ucx, &blob, &blob_len);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    status = rdma_exchange_blobs(ctx, params, blob, blob_len, &all, &stride);
+    free(blob);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    for (node = 0; node < ctx->nodes && status == FTSVM_OK; node++) {
+        status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
+    }
+    free(all);
+    return status;
+}
+
+const rdma_backend_t rdma_ucx_backend = {
+    .name          = "ucx",
+    .create        = rdma_ucx_create,
+    .destroy       = rdma_ucx_destroy,
+    .progress      = rdma_ucx_progress,
+    .arm           = rdma_ucx_arm,
+    .put           = rdma_ucx_put,
+    .get           = rdma_ucx_get,
+    .get_start     = rdma_ucx_get_start,
+    .req_poll      = rdma_ucx_req_poll,
+    .atomic        = rdma_ucx_atomic,
+    .fence         = rdma_ucx_fence,
+    .flush         = rdma_ucx_flush,
+    .am_send       = rdma_ucx_am_send,
+    .peer_remove   = rdma_ucx_peer_remove,
+    .describe_peer = rdma_ucx_describe_peer,
+};

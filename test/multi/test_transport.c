@@ -5,6 +5,7 @@
 #include "run_util.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 
 static run_result_t rma(const char *tls, const char *nodes, const char *check)
 {
@@ -67,3 +68,42 @@ static void expect_all_pass(run_result_t r, int nodes, const char *check)
 
 TRANSPORT_TESTS(shm, "sm,self")
 TRANSPORT_TESTS(tcp, "tcp")
+
+/* The verbs backend needs an RDMA device. Where there is none (this
+ * machine's kernel has no RDMA), start-up must fail with a clear error, not
+ * crash or hang; where there is one, test_transport itself runs over it
+ * with FTSVM_TRANSPORT=verbs. */
+static int rdma_device_present(void)
+{
+    DIR *dir = opendir("/sys/class/infiniband");
+    struct dirent *entry;
+    int found = 0;
+
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+        found |= (entry->d_name[0] != '.');
+    }
+    if (dir != NULL) {
+        closedir(dir);
+    }
+    return found;
+}
+
+Test(transport_verbs, no_rdma_device_gives_a_clear_error, .timeout = 60) {
+    /* one node: with more, the first to fail ends the job before the others
+     * get as far */
+    char *const argv[] = { FTSVM_RUN, "-n", "1", "--timeout", "40",
+                           NODE_DIR "/rma_node", "putget", NULL };
+    char *const env[] = { "FTSVM_TRANSPORT=verbs", NULL };
+    run_result_t r;
+
+    if (rdma_device_present()) {
+        cr_skip_test("this machine has an RDMA device");
+    }
+    r = run_cmd(argv, env, 50);
+    cr_log_info("%s", r.output);
+    cr_assert(!r.timed_out, "start-up without an RDMA device hung:\n%s", r.output);
+    cr_assert(r.exited && r.code != 0, "start-up without an RDMA device succeeded:\n%s",
+              r.output);
+    cr_assert(run_count(r.output, "FTSVM_TRANSPORT=verbs: no RDMA device "
+                        "(ibv_get_device_list found none)") == 1, "%s", r.output);
+}

@@ -36,15 +36,14 @@ static inline rdma_ctx_t *node_transport(size_t nregions, size_t size, const cha
 {
     ftsvm_runtime_t *rt = ftsvm_runtime();
     size_t sizes[4] = { size, size, size, size };
-    rdma_params_t params = {
-        .node = rt->config.node, .nodes = rt->config.nodes, .tls = tls,
-        .spin_us = rt->config.spin_us, .keepalive = rt->config.keepalive,
-        .nregions = nregions, .region_sizes = sizes,
-        .exchange = runtime_exchange, .exchange_arg = rt->boot,
-    };
+    rdma_params_t params;
     rdma_ctx_t *ctx = NULL;
 
     node_check(nregions <= 4, "at most 4 regions");
+    runtime_rdma_params(rt, &params);
+    params.tls          = tls;
+    params.nregions     = nregions;
+    params.region_sizes = sizes;
     node_ok(rdma_create(&params, &ctx));
     return ctx;
 }

@@ -5,12 +5,29 @@
 
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+extern char **environ;
+
+/* The table's defaults: without any FTSVM_* variable of the caller's (a run
+ * under FTSVM_TRANSPORT=verbs, say); each test is a process of its own. */
 static ftsvm_config_t defaults(void)
 {
     ftsvm_config_t config;
+    char name[128];
+    size_t i = 0;
 
+    while (environ[i] != NULL) {
+        if (!strncmp(environ[i], "FTSVM_", 6) && strchr(environ[i], '=') != NULL) {
+            snprintf(name, sizeof(name), "%.*s", (int)(strchr(environ[i], '=') - environ[i]),
+                     environ[i]);
+            unsetenv(name);
+            continue;   /* environ shifted down */
+        }
+        i++;
+    }
     cr_assert_eq(ftsvm_config_load(&config), FTSVM_OK);
     return config;
 }
@@ -21,6 +38,8 @@ Test(config, defaults_hold_without_environment) {
     cr_assert_eq(c.log_level, 1);          /* warn */
     cr_assert_eq(c.stats, 0);
     cr_assert_eq(c.transport, FTSVM_TRANSPORT_UCX);
+    cr_assert_str_empty(c.verbs_device);
+    cr_assert_str_empty(c.verbs_addr);
     cr_assert_eq(c.threads, 1);
     cr_assert_float_eq(c.boot_timeout, 30.0, 1e-9);
     cr_assert_float_eq(c.keepalive, 0.01, 1e-9);
@@ -47,6 +66,12 @@ Test(config, each_type_parses_its_accepted_forms) {
     cr_assert_eq(c.log_level, 3);
     cr_assert_eq(ftsvm_config_set(&c, "RDV", "127.0.0.1:4000"), FTSVM_OK);
     cr_assert_str_eq(c.rdv, "127.0.0.1:4000");
+    cr_assert_eq(ftsvm_config_set(&c, "TRANSPORT", "verbs"), FTSVM_OK);
+    cr_assert_eq(c.transport, FTSVM_TRANSPORT_VERBS);
+    cr_assert_eq(ftsvm_config_set(&c, "VERBS_DEVICE", "rxe0"), FTSVM_OK);
+    cr_assert_str_eq(c.verbs_device, "rxe0");
+    cr_assert_eq(ftsvm_config_set(&c, "VERBS_ADDR", "10.0.0.1"), FTSVM_OK);
+    cr_assert_str_eq(c.verbs_addr, "10.0.0.1");
 }
 
 Test(config, bad_values_are_refused_and_leave_the_field, .init = cr_redirect_stderr) {
