@@ -2,9 +2,10 @@
  * rma_lat: latency of the transport's operations between 2 nodes, each beside
  * the same operation done by a minimal raw UCX loop in the same run.
  *
- *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks]
+ *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks] [UCX_TLS list]...
  *
- * For each transport list (shared memory, TCP) and each operation, blocks of
+ * For each transport list (by default shared memory, then TCP; or those
+ * given, e.g. rc_verbs,self on soft-RoCE) and each operation, blocks of
  * `iterations` samples alternate between ftsvm and the raw loop, so that both
  * see the same machine load; p50 and p99 are taken over all samples of a
  * side, and the ratio is ftsvm p50 / raw p50.
@@ -412,7 +413,7 @@ int main(int argc, char **argv)
         blocks = strtol(argv[2], NULL, 10);
     }
     if (iterations < 10 || blocks < 1) {
-        fprintf(stderr, "usage: rma_lat [iterations >= 10] [blocks >= 1]\n");
+        fprintf(stderr, "usage: rma_lat [iterations >= 10] [blocks >= 1] [UCX_TLS list]...\n");
         return 2;
     }
     node = ftsvm_node();
@@ -421,8 +422,16 @@ int main(int argc, char **argv)
         printf("rma_lat: 2 nodes, %ld blocks of %ld samples per side and operation, "
                "blocks interleaved\n", blocks, iterations);
     }
-    status  = run_transport("shared memory", "sm,self");
-    status |= run_transport("tcp", "tcp");
+    if (argc > 3) {
+        /* the UCX transport lists to measure, e.g. rc_verbs,self on soft-RoCE */
+        status = 0;
+        for (int i = 3; i < argc; i++) {
+            status |= run_transport(argv[i], argv[i]);
+        }
+    } else {
+        status  = run_transport("shared memory", "sm,self");
+        status |= run_transport("tcp", "tcp");
+    }
     ftsvm_finalize();
     return status;
 }
