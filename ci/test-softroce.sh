@@ -22,10 +22,11 @@
 # the exit status is 0 only if nothing failed.
 #
 # Settings: SOFTROCE_TRANSPORTS, SOFTROCE_TESTS (names from the list below,
-# or NAME=FILTER), SOFTROCE_RMA_LAT ("iterations blocks", default "1000 3"),
+# or NAME=FILTER), SOFTROCE_RMA_LAT ("iterations blocks", default "500 2"),
 # SOFTROCE_TEST_TIMEOUT (seconds per test binary, 900), and those of
 # ci/softroce (SOFTROCE_TIMEOUT for the whole guest, default 1500).
 set -uo pipefail
+shopt -s extglob   # the filters' @(a|b) patterns, matched as Criterion does
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 build=${1:-build}
@@ -72,6 +73,9 @@ export FTSVM_KEEPALIVE=${FTSVM_KEEPALIVE:-0.1}
 # node's death reaches the others over the keepalive lane (ud_verbs) after
 # that long, more than the transport tests allow (20 s).
 export UCX_UD_TIMEOUT=${UCX_UD_TIMEOUT:-5s}
+# the ring and rma_lat need little shared memory; registering (pinning) the
+# default 256M per node under TCG takes seconds (the tests set their own)
+export FTSVM_SHARED_SIZE=${FTSVM_SHARED_SIZE:-16M}
 
 ok()   { passed=$((passed + ${2:-1})); echo "softroce: ok   $1"; }
 bad()  { failed=$((failed + ${2:-1})); failures+=("$1"); echo "softroce: FAIL $1"; }
@@ -171,9 +175,30 @@ job() {   # transport label expect-regex reject-regex nodes timeout program args
   fi
 }
 
-# the multi-node suites, each with the environment ctest gives it
-# (test/CMakeLists.txt), and an optional filter: NAME or NAME=FILTER
-tests=${SOFTROCE_TESTS:-"test_transport=transport_env/* test_svm test_for test_replication test_failure"}
+# The multi-node suites, each with the environment ctest gives it
+# (test/CMakeLists.txt), and a Criterion filter: NAME (every test) or
+# NAME=FILTER. Under TCG a test runs 10 to 50 times slower than on the host,
+# and the whole of test_svm, test_for and test_failure takes over 20 minutes,
+# so by default the stage runs:
+#   - every transport test (suite transport_env: put/get, atomics, ordering,
+#     active messages, malformed messages, peer death), the point of RDMA;
+#   - every replication stop-point test (fast);
+#   - of test_svm: the writers, chain and lock message-passing litmus tests
+#     and the lock hand-off tests. Left out: mp_barrier (its thousands of
+#     barriers outlast the test's 100 s bound under TCG), slots,
+#     false_sharing and the lock counter (40-80 s each, no other path);
+#   - of test_for: two loops; left out: the killed-node test, whose kill
+#     (0.6 s after launch) lands during start-up under TCG;
+#   - of test_failure: three fault points on 3 and 4 nodes (a release, a
+#     lock holder, a lock's home).
+# SOFTROCE_TESTS=all runs every test of these five binaries.
+default_tests="test_transport=transport_env/*
+  test_replication
+  test_svm=svm/@(writers_*|chain_one_page|mp_lock_separate_pages|holder_hands_on*|remote_acquire*|lock_passed_inside*)
+  test_for=ftsvm_for/@(every_item_once_on_two_nodes|chunks_that_do_not_divide_the_loop)
+  test_failure=failure/@(killed_after_last_release_on_3_nodes|killed_holding_a_lock_on_3_nodes|killed_as_the_lock_primary_home_on_4_nodes)"
+tests=${SOFTROCE_TESTS:-$default_tests}
+[ "$tests" != all ] || tests="test_transport=transport_env/* test_svm test_for test_replication test_failure"
 run_tests() {   # transport
   local tr=$1 spec bin filter
   for spec in $tests; do
@@ -189,7 +214,7 @@ run_tests() {   # transport
   done
 }
 
-read -r rl_iter rl_blocks <<< "${SOFTROCE_RMA_LAT:-1000 3}"
+read -r rl_iter rl_blocks <<< "${SOFTROCE_RMA_LAT:-500 2}"
 for tr in ${SOFTROCE_TRANSPORTS:-ucx-rxe}; do
   echo "softroce: ==== transport $tr"
   case $tr in
