@@ -2,10 +2,12 @@
  * rma_lat: latency of the transport's operations between 2 nodes, each beside
  * the same operation done by a minimal raw UCX loop in the same run.
  *
- *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks]
+ *   ftsvm-run -n 2 build/bench/rma_lat [iterations] [blocks] [UCX_TLS list]...
  *
- * For each transport list (shared memory, TCP; with FTSVM_TRANSPORT=verbs
- * ftsvm over verbs beside raw UCX over TCP) and each operation, blocks of
+ * For each transport list (by default shared memory, then TCP; or those
+ * given, e.g. rc_verbs,self on soft-RoCE; with FTSVM_TRANSPORT=verbs, ftsvm
+ * over verbs beside raw UCX over the first list given, else TCP) and each
+ * operation, blocks of
  * `iterations` samples alternate between ftsvm and the raw loop, so that both
  * see the same machine load; p50 and p99 are taken over all samples of a
  * side, and the ratio is ftsvm p50 / raw p50.
@@ -413,7 +415,7 @@ int main(int argc, char **argv)
         blocks = strtol(argv[2], NULL, 10);
     }
     if (iterations < 10 || blocks < 1) {
-        fprintf(stderr, "usage: rma_lat [iterations >= 10] [blocks >= 1]\n");
+        fprintf(stderr, "usage: rma_lat [iterations >= 10] [blocks >= 1] [UCX_TLS list]...\n");
         return 2;
     }
     node = ftsvm_node();
@@ -423,9 +425,15 @@ int main(int argc, char **argv)
                "blocks interleaved\n", blocks, iterations);
     }
     if (ftsvm_runtime()->config.transport == FTSVM_TRANSPORT_VERBS) {
-        /* ftsvm over verbs; the raw column stays a UCX loop, over TCP (UCX's
-         * own verbs transports may not know the device) */
-        status = run_transport("verbs (raw: UCX over tcp)", "tcp");
+        /* ftsvm over verbs; the raw column stays a UCX loop, over the list
+         * given (rc_verbs on soft-RoCE) or TCP */
+        status = run_transport("verbs", argc > 3 ? argv[3] : "tcp");
+    } else if (argc > 3) {
+        /* the UCX transport lists to measure, e.g. rc_verbs,self on soft-RoCE */
+        status = 0;
+        for (int i = 3; i < argc; i++) {
+            status |= run_transport(argv[i], argv[i]);
+        }
     } else {
         status  = run_transport("shared memory", "sm,self");
         status |= run_transport("tcp", "tcp");

@@ -1,6 +1,8 @@
 /*
  * Transport semantics between real node processes started by ftsvm-run,
- * over shared memory and over TCP (UCX_TLS), through rma_node.
+ * over shared memory and over TCP (UCX_TLS), through rma_node; and over the
+ * UCX transport list in TEST_UCX_TLS when it is set (suite transport_env:
+ * ci/test-softroce.sh runs it on soft-RoCE with rc_verbs).
  */
 #include "run_util.h"
 
@@ -66,8 +68,20 @@ static void expect_all_pass(run_result_t r, int nodes, const char *check)
                   "%s", r.output);                                                     \
     }
 
+/* the transport list of suite transport_env; the suite is skipped without it */
+static const char *env_tls(void)
+{
+    const char *tls = getenv("TEST_UCX_TLS");
+
+    if (tls == NULL || tls[0] == '\0') {
+        cr_skip_test("TEST_UCX_TLS is not set");
+    }
+    return tls;
+}
+
 TRANSPORT_TESTS(shm, "sm,self")
 TRANSPORT_TESTS(tcp, "tcp")
+TRANSPORT_TESTS(env, env_tls())
 
 /* The verbs backend needs an RDMA device. Where there is none (this
  * machine's kernel has no RDMA), start-up must fail with a clear error, not
