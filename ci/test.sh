@@ -2,7 +2,9 @@
 # The README's second command: install what is missing, build, and run the
 # whole test suite; then build again with AddressSanitizer and
 # UndefinedBehaviorSanitizer and run the unit, transport, shared-memory, failure and app tests
-# under them.
+# under them; then the soft-RoCE stage (ci/test-softroce.sh): a QEMU guest
+# with the kernel's rdma_rxe runs the transport and protocol tests over
+# verbs and over UCX on rxe0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/deps.sh
@@ -29,5 +31,15 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 (cd build-asan && ctest --output-on-failure -L 'unit|transport|svm|replica|failure|apps') 2>&1 | tee "$log"
 read -r failed2 total2 < <(count)
 
+echo "== soft-RoCE: transport and protocol tests over rdma_rxe in a QEMU guest, on verbs and on UCX"
+SOFTROCE_TRANSPORTS=${SOFTROCE_TRANSPORTS:-ucx-rxe verbs} ci/test-softroce.sh build 2>&1 | tee "$log" || true
+read -r passed3 failed3 < <(sed -n 's/^softroce: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -1)
+# a stage that never reported counts as one failure
+passed3=${passed3:-0} failed3=${failed3:-1}
+
 failed=$((failed1 + failed2))
 echo "ctest: $((total1 + total2 - failed)) passed, $failed failed"
+echo "softroce: $passed3 passed, $failed3 failed"
+failed=$((failed + failed3))
+echo "all: $((total1 + total2 - failed1 - failed2 + passed3)) passed, $failed failed"
+[ "$failed" -eq 0 ]
