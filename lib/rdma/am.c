@@ -136,7 +136,7 @@ int rdma_am_send_raw(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
         return FTSVM_EPEER;
     }
     stats_add(&ctx->stats, RDMA_STAT_AM_SENT, 1);
-    return ctx->backend->am_send(ctx, peer, hdr, hdr_len, payload, len);
+    return ctx->backend.am_send(ctx, peer, hdr, hdr_len, payload, len);
 }
 
 /* A message to this node never goes through the backend: UCX's self

@@ -32,12 +32,7 @@
 /* how long the protocol thread sleeps while application threads progress */
 #define RDMA_WAITER_NAP_NS 200000
 
-static __thread int on_progress_thread;
-
-int rdma_on_progress_thread(void)
-{
-    return on_progress_thread;
-}
+__thread int rdma_progress_thread_flag;
 
 void rdma_wake(rdma_ctx_t *ctx)
 {
@@ -55,7 +50,7 @@ void rdma_queue_push(rdma_ctx_t *ctx, rdma_event_t *event)
     *ctx->queue_tail = event;
     ctx->queue_tail  = &event->next;
     pthread_mutex_unlock(&ctx->queue_lock);
-    if (!on_progress_thread) {
+    if (!rdma_progress_thread_flag) {
         rdma_wake(ctx);
     }
 }
@@ -123,11 +118,11 @@ static void *rdma_progress_main(void *arg)
     unsigned work;
     int status;
 
-    on_progress_thread = 1;
+    rdma_progress_thread_flag = 1;
     while (!atomic_load_explicit(&ctx->stop, memory_order_acquire)) {
         work = 0;
         if (atomic_load_explicit(&ctx->waiters, memory_order_acquire) == 0) {
-            work = ctx->backend->progress(ctx);
+            work = ctx->backend.progress(ctx);
         }
         work += rdma_queue_dispatch(ctx);
         if (work != 0) {
@@ -145,7 +140,7 @@ static void *rdma_progress_main(void *arg)
             sched_yield();
             continue;
         }
-        status = ctx->backend->arm(ctx);
+        status = ctx->backend.arm(ctx);
         if (status > 0) {
             continue;   /* events arrived meanwhile: progress them */
         }

@@ -70,7 +70,7 @@ void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
         stats_add(&ctx->stats, RDMA_STAT_PEER_FAILURES, 1);
     }
     atomic_store(&p->removed, 1);
-    ctx->backend->peer_remove(ctx, peer);
+    ctx->backend.peer_remove(ctx, peer);
 }
 
 int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
@@ -79,7 +79,7 @@ int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
         return FTSVM_ERANGE;
     }
     buf[0] = '\0';
-    return ctx->backend->describe_peer(ctx, peer, buf, size);
+    return ctx->backend.describe_peer(ctx, peer, buf, size);
 }
 
 /* ---- start-up ---------------------------------------------------------- */
@@ -165,7 +165,7 @@ int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
     ctx->node            = params->node;
     ctx->nodes           = params->nodes;
     ctx->nregions        = params->nregions;
-    ctx->backend         = rdma_backend_of(params->transport);
+    ctx->backend         = *rdma_backend_of(params->transport);
     ctx->efd             = -1;
     ctx->wake_fd         = -1;
     ctx->spin_ns         = (uint64_t)params->spin_us * 1000;
@@ -199,7 +199,7 @@ int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
     if (status != FTSVM_OK) {
         goto err;
     }
-    status = ctx->backend->create(ctx, params);
+    status = ctx->backend.create(ctx, params);
     if (status != FTSVM_OK) {
         goto err;
     }
@@ -243,7 +243,7 @@ void rdma_destroy(rdma_ctx_t *ctx)
     }
     rdma_progress_stop(ctx);
     if (ctx->backend_ctx != NULL) {
-        ctx->backend->destroy(ctx);
+        ctx->backend.destroy(ctx);
     }
     while ((event = ctx->queue_head) != NULL) {
         ctx->queue_head = event->next;
@@ -297,8 +297,8 @@ static int rdma_rw(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, 
     }
     stats_add(&ctx->stats, put ? RDMA_STAT_PUTS : RDMA_STAT_GETS, 1);
     stats_add(&ctx->stats, put ? RDMA_STAT_PUT_BYTES : RDMA_STAT_GET_BYTES, len);
-    return put ? ctx->backend->put(ctx, peer, region, addr, buf, len) :
-                 ctx->backend->get(ctx, peer, region, addr, buf, len);
+    return put ? ctx->backend.put(ctx, peer, region, addr, buf, len) :
+                 ctx->backend.get(ctx, peer, region, addr, buf, len);
 }
 
 int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
@@ -324,7 +324,7 @@ int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, 
         return status;
     }
     stats_add(&ctx->stats, RDMA_STAT_GETS, 1);
-    return ctx->backend->get_start(ctx, peer, region, addr, buf, len, req_p);
+    return ctx->backend.get_start(ctx, peer, region, addr, buf, len, req_p);
 }
 
 int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
@@ -332,7 +332,7 @@ int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
     if (req == NULL) {
         return 1;
     }
-    return ctx->backend->req_poll(ctx, req);
+    return ctx->backend.req_poll(ctx, req);
 }
 
 static int rdma_atomic(rdma_ctx_t *ctx, int op, int peer, unsigned region, uint64_t offset,
@@ -351,7 +351,7 @@ static int rdma_atomic(rdma_ctx_t *ctx, int op, int peer, unsigned region, uint6
         return status;
     }
     stats_add(&ctx->stats, RDMA_STAT_ATOMICS, 1);
-    status = ctx->backend->atomic(ctx, op, peer, region, addr, operand, swap, &old);
+    status = ctx->backend.atomic(ctx, op, peer, region, addr, operand, swap, &old);
     if (status == FTSVM_OK && old_p != NULL) {
         *old_p = old;
     }
@@ -375,7 +375,7 @@ int rdma_cswap(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
 int rdma_fence(rdma_ctx_t *ctx)
 {
     stats_add(&ctx->stats, RDMA_STAT_FENCES, 1);
-    return ctx->backend->fence(ctx);
+    return ctx->backend.fence(ctx);
 }
 
 int rdma_flush(rdma_ctx_t *ctx, int peer)
@@ -388,7 +388,7 @@ int rdma_flush(rdma_ctx_t *ctx, int peer)
             ftsvm_error("flush: node %d out of range (job of %d nodes)", peer, ctx->nodes);
             return FTSVM_ERANGE;
         }
-        return ctx->backend->flush(ctx, peer);
+        return ctx->backend.flush(ctx, peer);
     }
     /* peer by peer, so that one failed peer does not hide whether the
      * others completed */
@@ -396,7 +396,7 @@ int rdma_flush(rdma_ctx_t *ctx, int peer)
         if (atomic_load(&ctx->peers[node].removed)) {
             continue;   /* out of the job: nothing of ours is owed to it */
         }
-        status = ctx->backend->flush(ctx, node);
+        status = ctx->backend.flush(ctx, node);
         if (status != FTSVM_OK && first == FTSVM_OK) {
             first = status;
         }

@@ -93,14 +93,15 @@ static int rdma_ucx_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *
 {
     rdma_ucx_t *ucx = ctx->backend_ctx;
     ucs_status_t status;
-    int ret, on_progress_thread = rdma_on_progress_thread();
+    int ret, on_progress_thread;
 
     if (request == NULL) {
-        return FTSVM_OK;
+        return FTSVM_OK;   /* done at once (shared memory): nothing else to pay */
     }
     if (UCS_PTR_IS_ERR(request)) {
         status = UCS_PTR_STATUS(request);
     } else {
+        on_progress_thread = rdma_on_progress_thread();
         if (!on_progress_thread) {
             atomic_fetch_add_explicit(&ctx->waiters, 1, memory_order_acq_rel);
         }
