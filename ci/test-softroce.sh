@@ -8,8 +8,8 @@
 #   device   ibv_devinfo shows rxe0 with port 1 PORT_ACTIVE;
 #   perftest ib_write_lat and ib_read_lat, server and client on rxe0 (the
 #            benchmark figures, kept in BUILD_DIR/softroce/perftest.log);
-#   then for each transport of SOFTROCE_TRANSPORTS (default "ucx-rxe"; "verbs"
-#   once the verbs backend is in):
+#   then for each transport of SOFTROCE_TRANSPORTS (default "ucx-rxe verbs"
+#   or one of them):
 #     ucx-rxe  UCX over rxe0 only: UCX_TLS=rc_verbs,ud_verbs,self,
 #              UCX_NET_DEVICES=rxe0:1 (no shared memory, no TCP);
 #     verbs    FTSVM_TRANSPORT=verbs;
@@ -222,7 +222,7 @@ run_tests() {   # transport
 }
 
 read -r rl_iter rl_blocks <<< "${SOFTROCE_RMA_LAT:-500 2}"
-for tr in ${SOFTROCE_TRANSPORTS:-ucx-rxe}; do
+for tr in ${SOFTROCE_TRANSPORTS:-ucx-rxe verbs}; do
   echo "softroce: ==== transport $tr"
   case $tr in
     ucx-rxe)
