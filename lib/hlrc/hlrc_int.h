@@ -172,6 +172,19 @@ static inline uint64_t hlrc_meta_offset(size_t page, int which)
     return hlrc_home_index(page, which) * 2u * (uint64_t)hlrc.nodes * 8u;
 }
 
+/* this node's own meta words and copy of a page it is a home of */
+static inline uint64_t *hlrc_local_meta(size_t page, int which)
+{
+    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
+                        hlrc_meta_offset(page, which));
+}
+
+static inline uint8_t *hlrc_local_copy(size_t page, int which)
+{
+    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) +
+           hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
+}
+
 static inline void hlrc_update_lock(void)
 {
     while (atomic_flag_test_and_set_explicit(&hlrc.update_lock, memory_order_acquire)) {

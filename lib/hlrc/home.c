@@ -33,18 +33,6 @@
 
 static __thread uint64_t *fetch_meta;   /* 2 x 2 x nodes words, this thread's */
 
-static uint64_t *local_meta(size_t page, int which)
-{
-    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
-                        hlrc_meta_offset(page, which));
-}
-
-static uint8_t *local_copy(size_t page, int which)
-{
-    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) +
-           hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
-}
-
 static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
 {
     size_t words = 2u * (size_t)hlrc.nodes, i;
@@ -58,7 +46,7 @@ static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
         return rdma_get(hlrc.rdma, home, HLRC_REGION_META, hlrc_meta_offset(page, which),
                         meta, words * 8u);
     }
-    local = local_meta(page, which);
+    local = hlrc_local_meta(page, which);
     for (i = 0; i < words; i++) {
         meta[i] = __atomic_load_n(&local[i], __ATOMIC_ACQUIRE);
     }
@@ -76,7 +64,7 @@ static int hlrc_read_page(size_t page, int which, uint8_t *dst)
         return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME,
                         hlrc_home_index(page, which) * HLRC_PAGE_SIZE, dst, HLRC_PAGE_SIZE);
     }
-    memcpy(dst, local_copy(page, which), HLRC_PAGE_SIZE);
+    memcpy(dst, hlrc_local_copy(page, which), HLRC_PAGE_SIZE);
     /* the meta words read after the page are read after it */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return FTSVM_OK;
@@ -226,7 +214,7 @@ int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
     if (home != hlrc.node) {
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, &interval, 8);
     }
-    __atomic_store_n(&local_meta(page, which)[2 * hlrc.node + 1], interval, __ATOMIC_RELAXED);
+    __atomic_store_n(&hlrc_local_meta(page, which)[2 * hlrc.node + 1], interval, __ATOMIC_RELAXED);
     /* the entry is visible before any run written after it (a local reader
      * then sees the meta change across its read of the page) */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -240,7 +228,7 @@ int hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t siz
 {
     int home = hlrc_home(page, which), ret, status = FTSVM_OK;
     uint64_t offset = hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
-    uint8_t *local = (home == hlrc.node) ? local_copy(page, which) : NULL;
+    uint8_t *local = (home == hlrc.node) ? hlrc_local_copy(page, which) : NULL;
     hlrc_run_t run = {0};
     size_t pos = 0;
 
@@ -275,7 +263,7 @@ int hlrc_home_mark_applied(size_t page, int which, uint64_t interval)
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, words, sizeof(words));
     }
     /* release: the runs written above are visible before the words */
-    local = local_meta(page, which) + 2 * hlrc.node;
+    local = hlrc_local_meta(page, which) + 2 * hlrc.node;
     __atomic_store_n(&local[0], interval, __ATOMIC_RELEASE);
     __atomic_store_n(&local[1], 0, __ATOMIC_RELEASE);
     return FTSVM_OK;

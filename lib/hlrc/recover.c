@@ -55,18 +55,6 @@ static void gate_set(int closed)
     pthread_mutex_unlock(&hlrc.gate_lock);
 }
 
-static uint64_t *local_meta(size_t page, int which)
-{
-    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
-                        hlrc_meta_offset(page, which));
-}
-
-static uint8_t *local_copy(size_t page, int which)
-{
-    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) +
-           hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
-}
-
 /* adoption: pages left with one home, here (F was the other) */
 static int settle_single_home(void *arg, const failure_change_t *change)
 {
@@ -93,14 +81,14 @@ static int settle_single_home(void *arg, const failure_change_t *change)
                 !replica_was_home(page / hlrc.home_block, f, &was)) {
                 continue;
             }
-            meta = local_meta(page, REPLICA_PRIMARY);
+            meta = hlrc_local_meta(page, REPLICA_PRIMARY);
             k = __atomic_load_n(&meta[2 * f + 1], __ATOMIC_ACQUIRE);
             if (k == 0) {
                 continue;
             }
             if (k <= next) {
                 __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);   /* durable: whole here */
-            } else if (hlrc_undo_apply(f, page, k, local_copy(page, REPLICA_PRIMARY)) ==
+            } else if (hlrc_undo_apply(f, page, k, hlrc_local_copy(page, REPLICA_PRIMARY)) ==
                            HLRC_UNDO_MISSING && !warned++) {
                 ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
                            "interval %llu here, which never became durable; this copy may "
@@ -120,7 +108,7 @@ static int push_to_secondary(size_t page, int secondary)
 
     status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_HOME,
                       hlrc_home_index(page, REPLICA_SECONDARY) * HLRC_PAGE_SIZE,
-                      local_copy(page, REPLICA_PRIMARY), HLRC_PAGE_SIZE);
+                      hlrc_local_copy(page, REPLICA_PRIMARY), HLRC_PAGE_SIZE);
     /* the page before the words that vouch for it */
     if (status == FTSVM_OK) {
         status = rdma_fence(hlrc.rdma);
@@ -128,7 +116,7 @@ static int push_to_secondary(size_t page, int secondary)
     if (status == FTSVM_OK) {
         status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_META,
                           hlrc_meta_offset(page, REPLICA_SECONDARY),
-                          local_meta(page, REPLICA_PRIMARY), words * 8u);
+                          hlrc_local_meta(page, REPLICA_PRIMARY), words * 8u);
     }
     return status;
 }
@@ -138,7 +126,7 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
 {
     size_t words = 2u * (size_t)hlrc.nodes, j;
     int secondary = hlrc_home(page, REPLICA_SECONDARY), status;
-    uint64_t *meta = local_meta(page, REPLICA_PRIMARY);
+    uint64_t *meta = hlrc_local_meta(page, REPLICA_PRIMARY);
     replica_words_t pw, sw;
     replica_verdict_t verdict;
 
@@ -169,7 +157,7 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
         if (status != FTSVM_OK) {
             return status;
         }
-        memcpy(local_copy(page, REPLICA_PRIMARY), scopy, HLRC_PAGE_SIZE);
+        memcpy(hlrc_local_copy(page, REPLICA_PRIMARY), scopy, HLRC_PAGE_SIZE);
         __atomic_thread_fence(__ATOMIC_RELEASE);
         for (j = 0; j < words; j++) {
             __atomic_store_n(&meta[j], smeta[j], __ATOMIC_RELEASE);

@@ -117,4 +117,15 @@ static inline int run_count(const char *haystack, const char *needle)
     return n;
 }
 
+/* A job whose node `fault` (FTSVM_FAULT) makes fail must end by itself, with
+ * every survivor exiting 0. For Criterion tests (cr_assert at the caller). */
+#define run_expect_survived(_r, _nodes, _fault)                                       \
+    do {                                                                              \
+        cr_log_info("%s", (_r).output);                                               \
+        cr_assert(!(_r).timed_out, "%s nodes, %s: timed out:\n%s", _nodes, _fault,   \
+                  (_r).output);                                                       \
+        cr_assert((_r).exited && (_r).code == 0, "%s nodes, %s: exit %d\n%s", _nodes,  \
+                  _fault, (_r).code, (_r).output);                                    \
+    } while (0)
+
 #endif

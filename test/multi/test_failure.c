@@ -23,10 +23,7 @@ static void survive(const char *nodes, const char *fault)
 
     snprintf(env_fault, sizeof(env_fault), "FTSVM_FAULT=%s", fault);
     run_result_t r = run_cmd(argv, env, 110);
-    cr_log_info("%s", r.output);
-    cr_assert(!r.timed_out, "%s nodes, %s: timed out:\n%s", nodes, fault, r.output);
-    cr_assert(r.exited && r.code == 0, "%s nodes, %s: exit %d\n%s", nodes, fault, r.code,
-              r.output);
+    run_expect_survived(r, nodes, fault);
     cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1,
                  "%s nodes, %s: no survivor verified\n%s", nodes, fault, r.output);
 }

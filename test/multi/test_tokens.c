@@ -65,10 +65,7 @@ static void tokens_hold(const char *nodes, const char *fault, const char *interv
 
     snprintf(env_fault, sizeof(env_fault), "FTSVM_FAULT=%s", fault);
     run_result_t r = run_cmd(argv, env, 110);
-    cr_log_info("%s", r.output);
-    cr_assert(!r.timed_out, "%s nodes, %s: timed out:\n%s", nodes, fault, r.output);
-    cr_assert(r.exited && r.code == 0, "%s nodes, %s: exit %d\n%s", nodes, fault, r.code,
-              r.output);
+    run_expect_survived(r, nodes, fault);
     token_parse(r.output, &log);
     for (t = 0; t < threads; t++) {
         cr_assert(log.seen[t] >= 0, "%s nodes, %s: no survivor reported thread %d\n%s",
