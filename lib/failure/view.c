@@ -329,6 +329,10 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     }
     pthread_mutex_init(&failure.lock, NULL);
     pthread_cond_init(&failure.cond, NULL);
+    /* the tables of an earlier run: failure_fini keeps them (see there) */
+    free(failure.target);
+    free(failure.removed);
+    free(failure.cause);
     failure.target  = calloc((size_t)failure.nodes, 1);
     failure.removed = calloc((size_t)failure.nodes, 1);
     failure.cause   = calloc((size_t)failure.nodes, sizeof(int));
@@ -380,9 +384,8 @@ void failure_fini(void)
     if (failure.stats.module != NULL) {
         stats_unregister(&failure.stats);
     }
-    free(failure.target);
-    free(failure.removed);
-    free(failure.cause);
-    failure.target = failure.removed = NULL;
-    failure.cause = NULL;
+    /* The membership tables stay: the transport's progress thread runs
+     * until the runtime shuts down after this, and a peer that leaves
+     * meanwhile is still reported (on_peer_failed, failure_member). A later
+     * failure_init frees them. */
 }

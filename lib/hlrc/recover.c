@@ -19,7 +19,9 @@
  *      the primary back to the secondary's copy (case 1), completing the
  *      interval at the primary and copying it to the secondary (case 2), and
  *      copying the primary to the secondary (phase 2 interrupted);
- *   5. exchange, and the gate opens.
+ *   5. exchange;
+ *   6. each survivor acquires F's intervals up to nextRelease(F), which its
+ *      vt may not name (F died before its vt went out), and the gate opens.
  * Meanwhile readers never wait for this: a copy with F's pending entry is
  * refused and the other home read instead (home.c).
  *
@@ -188,6 +190,32 @@ static int drain(void)
     return hlrc_propagation_wait(closed);
 }
 
+/* F's intervals up to nextRelease(F) are whole at both homes now, but a
+ * survivor acquires them only from a vt that names them, and F may have
+ * died before its vt went anywhere (after its last release, before the
+ * lock moved on or its barrier arrival was out): a copy cached here would
+ * stay stale. Acquire them now, from the notices F broadcast before its
+ * diffs; its void intervals (after nextRelease) are never acquired. */
+static int acquire_durable(const failure_change_t *change)
+{
+    uint64_t last, next, *vt;
+    int k, f, status = FTSVM_OK;
+
+    vt = malloc((size_t)hlrc.nodes * sizeof(uint64_t));
+    if (vt == NULL) {
+        return FTSVM_ENOMEM;
+    }
+    hlrc_vt_copy(vt);
+    for (k = 0; (f = change->removed_now[k]) >= 0; k++) {
+        if (replica_markers_read(f, &last, &next) == FTSVM_OK && next > vt[f]) {
+            vt[f] = next;
+        }
+    }
+    status = hlrc_acquire(vt);
+    free(vt);
+    return status;
+}
+
 static int recover_pages(void *arg, const failure_change_t *change)
 {
     uint64_t last, next, *smeta = NULL;
@@ -253,6 +281,9 @@ static int recover_pages(void *arg, const failure_change_t *change)
     if (status == FTSVM_OK) {
         status = failure_gather(change, 2, NULL, 0, &all, &lens);   /* everyone repaired */
         free(all);
+    }
+    if (status == FTSVM_OK) {
+        status = acquire_durable(change);
     }
 out:
     free(smeta);

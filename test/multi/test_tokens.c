@@ -134,13 +134,15 @@ static int sibling_overlapped(const token_log_t *log, int per_node, int t, long 
     return 0;
 }
 
-static void tokens_hold(const char *nodes, const char *fault, const char *intervals)
+static void tokens_hold(const char *nodes, const char *fault, const char *intervals,
+                        const char *locks)
 {
     static token_log_t log;
     char env_fault[96];
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", env_fault, NULL };
     char *const argv[] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", "2", "--timeout",
-                           "100", NODE_DIR "/token_node", (char *)intervals, PAGES, NULL };
+                           "100", NODE_DIR "/token_node", (char *)intervals, PAGES,
+                           (char *)locks, NULL };
     int threads = 2 * atoi(nodes), t, failed_threads = 0;
 
     snprintf(env_fault, sizeof(env_fault), "FTSVM_FAULT=%s", fault);
@@ -174,14 +176,14 @@ static void tokens_hold(const char *nodes, const char *fault, const char *interv
 
 /* 48 intervals per thread; the backup's point is seen by heartbeats
  * (every 20 ms), so that run is longer */
-#define TOKEN_TEST_OF(_name, _fault, _intervals)                    \
+#define TOKEN_TEST_OF(_name, _fault, _intervals, _locks)            \
     Test(tokens, _name##_on_3_nodes, .timeout = 120) {              \
-        tokens_hold("3", _fault, _intervals);                       \
+        tokens_hold("3", _fault, _intervals, _locks);               \
     }                                                               \
     Test(tokens, _name##_on_4_nodes, .timeout = 120) {              \
-        tokens_hold("4", _fault, _intervals);                       \
+        tokens_hold("4", _fault, _intervals, _locks);               \
     }
-#define TOKEN_TEST(_name, _fault) TOKEN_TEST_OF(_name, _fault, "48")
+#define TOKEN_TEST(_name, _fault) TOKEN_TEST_OF(_name, _fault, "48", NULL)
 
 /* the propagation points of a release */
 TOKEN_TEST(killed_before_phase1, "before-phase1:5@1")
@@ -194,6 +196,20 @@ TOKEN_TEST(killed_after_last_release, "last-release:5@1")
 TOKEN_TEST(killed_holding_a_lock, "lock-held:5@1")
 TOKEN_TEST(killed_waiting_for_a_lock, "lock-wait:5@1")
 TOKEN_TEST(killed_as_the_lock_primary_home, "lock-home:5@0")
-TOKEN_TEST_OF(killed_holding_markers, "backup:2@1", "800")
+TOKEN_TEST_OF(killed_holding_markers, "backup:2@1", "800", NULL)
 TOKEN_TEST(killed_in_a_barrier, "barrier:2@2")
 TOKEN_TEST(killed_mid_fetch, "fetch:20@2")
+/*
+ * Each thread its own lock: the survivors hear of the failed node's
+ * intervals only at barriers, and read its page (cached since the last
+ * barrier) after it died a few releases later. Recovery must make them
+ * acquire every release of it that completed: no vt that names them ever
+ * left the failed node (token_node checks the survivor's view against the
+ * homes).
+ */
+TOKEN_TEST_OF(survivors_read_the_completed_releases_after_phase1, "next-release:22@1", "48",
+              "private")
+TOKEN_TEST_OF(survivors_read_the_completed_releases_after_phase2, "last-release:22@1", "48",
+              "private")
+TOKEN_TEST_OF(survivors_read_the_completed_releases_of_a_holder, "lock-held:20@1", "48",
+              "private")

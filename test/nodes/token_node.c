@@ -2,13 +2,17 @@
  * Node program of the token tests (test/multi/test_tokens.c): guarantees 2
  * and 3 of DESIGN.md section 1 checked at the homes themselves.
  *
- *   token_node INTERVALS PAGES
+ *   token_node INTERVALS PAGES [private]
  *
  * Every thread of every node runs INTERVALS intervals. In interval k thread
  * t acquires a lock (they rotate, so that each acquire brings other
- * threads' write notices and pages are fetched again), writes its token
+ * threads' write notices and pages are fetched again; with "private" each
+ * thread takes its own, so a node learns of another's writes only at
+ * barriers), writes its token
  * (t + 1) << 32 | k into its own word of each of PAGES consecutive pages
- * (whose homes are spread over every node pair), and releases. Around the
+ * (whose homes are spread over every node pair) and of its node's own
+ * page, which no other node writes but every other node reads in each
+ * interval (so that it stays cached there), and releases. Around the
  * release it logs, with one write(2) each so that a line is out before the
  * next step (the lines of one node keep their order):
  *
@@ -28,7 +32,9 @@
  *   tok seen T HI LO    the pages hold interval HI or LO of T (LO <= HI <= LO + 1)
  *
  * or fails if the two homes of a page disagree in any word (a release that
- * reached one home and not the other) or the pages span more than two
+ * reached one home and not the other), if what it reads through shared
+ * memory is not what the homes hold (a stale copy: a completed release of
+ * the failed node never acquired), or if the pages span more than two
  * intervals of a thread. The test compares HI and LO with the logs of a
  * failed node (test_tokens.c). A live thread must show INTERVALS everywhere.
  *
@@ -49,8 +55,17 @@
 #define MAX_THREADS   64
 
 static long      intervals;
-static long      npages;
-static uint64_t *tokens;      /* npages pages; thread t's word at t * 8 of each */
+static long      npages;      /* pages every thread writes */
+static long      nall;        /* and then one page per node, which only its threads write */
+static int       per_node;
+static int       private_locks;   /* each thread its own lock: nobody acquires another node's */
+static uint64_t *tokens;      /* nall pages; thread t's word at t * 8 of each */
+
+/* does thread t write page p? */
+static int writes_page(int thread, long p)
+{
+    return p < npages || p - npages == thread / per_node;
+}
 
 static uint64_t token_of(int thread, long k)
 {
@@ -70,15 +85,20 @@ static void run_intervals(void)
 {
     int thread = ftsvm_thread_id(), threads = ftsvm_threads();
     size_t words = HLRC_PAGE_SIZE / sizeof(uint64_t);
+    volatile uint64_t sum = 0;
     long k, p;
 
     for (k = 1; k <= intervals; k++) {
-        unsigned lock = (unsigned)((thread + k) % threads);
+        unsigned lock = private_locks ? (unsigned)thread : (unsigned)((thread + k) % threads);
 
         ok(ftsvm_lock_acquire(lock));
         token_log("writing", thread, k);
-        for (p = 0; p < npages; p++) {
-            tokens[(size_t)p * words + (size_t)thread] = token_of(thread, k);
+        for (p = 0; p < nall; p++) {
+            if (writes_page(thread, p)) {
+                tokens[(size_t)p * words + (size_t)thread] = token_of(thread, k);
+            } else {
+                sum += tokens[(size_t)p * words];   /* other nodes' pages stay cached here */
+            }
         }
         token_log("calling", thread, k);
         ok(ftsvm_lock_release(lock));
@@ -89,6 +109,7 @@ static void run_intervals(void)
             token_log("passed", thread, k);
         }
     }
+    (void)sum;
 }
 
 static void *worker(void *arg)
@@ -125,7 +146,7 @@ static void check_homes(long *hi, long *lo)
         hi[t] = -1;
         lo[t] = 1L << 40;
     }
-    for (p = 0; p < npages; p++) {
+    for (p = 0; p < nall; p++) {
         first_home = -1;
         for (which = REPLICA_PRIMARY; which <= REPLICA_SECONDARY; which++) {
             int home = hlrc_home(first + (size_t)p, which);
@@ -138,19 +159,29 @@ static void check_homes(long *hi, long *lo)
             for (t = 0; t < threads; t++) {
                 long k = interval_in(copy, t);
 
-                expect(k >= 0, "page %ld at node %d: thread %d's word is no token of it", p,
-                       home, t);
+                expect(k >= 0 && (k == 0 || writes_page(t, p)),
+                       "page %ld at node %d: thread %d's word is no token of it", p, home, t);
                 expect(first_home < 0 || k == interval_in(first_copy, t),
                        "thread %d torn: interval %ld in page %ld at node %d, %ld at node %d",
                        t, k, p, home, interval_in(first_copy, t), first_home);
-                hi[t] = k > hi[t] ? k : hi[t];
-                lo[t] = k < lo[t] ? k : lo[t];
+                if (writes_page(t, p)) {
+                    hi[t] = k > hi[t] ? k : hi[t];
+                    lo[t] = k < lo[t] ? k : lo[t];
+                }
             }
             memcpy(first_copy, copy, HLRC_PAGE_SIZE);
             first_home = home;
         }
+        /* what this node reads through shared memory is the homes' */
+        for (t = 0; t < threads && first_home >= 0; t++) {
+            long mine = interval_in((const uint8_t *)tokens + (size_t)p * HLRC_PAGE_SIZE, t);
+
+            expect(mine == interval_in(first_copy, t),
+                   "node %d reads interval %ld of thread %d in page %ld, the homes hold %ld",
+                   ftsvm_node(), mine, t, p, interval_in(first_copy, t));
+        }
     }
-    expect(copies >= npages, "%d home copies of %ld pages", copies, npages);
+    expect(copies >= nall, "%d home copies of %ld pages", copies, nall);
     for (t = 0; t < threads; t++) {
         expect(hi[t] - lo[t] <= 1, "thread %d: the pages hold intervals %ld to %ld", t,
                lo[t], hi[t]);
@@ -161,21 +192,24 @@ int main(int argc, char **argv)
 {
     pthread_t extra[MAX_THREADS];
     long hi[MAX_THREADS], lo[MAX_THREADS];
-    int per_node, i, t, lowest;
+    int i, t, lowest;
 
     ok(ftsvm_init(&argc, &argv));
-    expect(argc == 3, "usage: token_node INTERVALS PAGES");
+    expect(argc == 3 || (argc == 4 && strcmp(argv[3], "private") == 0),
+           "usage: token_node INTERVALS PAGES [private]");
+    private_locks = (argc == 4);
     intervals = strtol(argv[1], NULL, 10);
     npages = strtol(argv[2], NULL, 10);
     expect(intervals > 0 && intervals < (1L << 31) && npages > 0, "bad arguments");
     expect(ftsvm_threads() <= MAX_THREADS && (size_t)ftsvm_threads() * 8 <= HLRC_PAGE_SIZE,
            "too many threads");
-    tokens = ftsvm_alloc((size_t)npages * HLRC_PAGE_SIZE);
+    per_node = ftsvm_threads() / ftsvm_nodes();
+    nall = npages + ftsvm_nodes();
+    tokens = ftsvm_alloc((size_t)nall * HLRC_PAGE_SIZE);
     expect(tokens != NULL && ((uint8_t *)tokens - hlrc.base) % HLRC_PAGE_SIZE == 0,
-           "ftsvm_alloc of %ld pages", npages);
+           "ftsvm_alloc of %ld pages", nall);
     ok(ftsvm_barrier());
 
-    per_node = ftsvm_threads() / ftsvm_nodes();
     for (i = 0; i < per_node - 1; i++) {
         ok(ftsvm_thread_create(&extra[i], worker, NULL));
     }
