@@ -130,9 +130,10 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
 
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
         if (which == REPLICA_PRIMARY && hlrc_home(diffs[i].page, which) < 0) {
-            ftsvm_error("page 0x%x has no home left (FTSVM_REPLICAS=1 keeps one copy): "
-                        "interval %llu cannot be written", diffs[i].page,
-                        (unsigned long long)k);
+            ftsvm_error("page 0x%x has no home left (%s): interval %llu cannot be "
+                        "written", diffs[i].page,
+                        replicated ? "both of its homes failed" : "FTSVM_REPLICAS=1 keeps "
+                        "one copy", (unsigned long long)k);
             return FTSVM_EPEER;
         }
     }
@@ -222,6 +223,18 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
  * write (detection by heartbeat takes FTSVM_HB_TIMEOUT). */
 #define PROPAGATE_VIEW_WAIT_NS (60ull * 1000000000ull)
 
+static int no_home_left(const page_diff_t *diffs, size_t npages)
+{
+    size_t i;
+
+    for (i = 0; i < npages; i++) {
+        if (hlrc_home(diffs[i].page, REPLICA_PRIMARY) < 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
 {
     uint64_t view;
@@ -238,8 +251,8 @@ int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
         if (status == FTSVM_OK && failure_view() != view) {
             status = FTSVM_EPEER;   /* a home may have left between a write and its flush */
         }
-        if (status != FTSVM_EPEER) {
-            break;
+        if (status != FTSVM_EPEER || no_home_left(diffs, npages)) {
+            break;   /* a page whose homes both failed: no view can bring it back */
         }
         /* A home or the backup failed under us. Once the view without it is
          * adopted, both phases run again on the new placement: the surviving
