@@ -50,3 +50,31 @@ FAULT_TEST(killed_as_the_lock_primary_home, "lock-home:3@0")
 FAULT_TEST(killed_holding_markers, "backup:5@1")
 FAULT_TEST(killed_mid_fetch, "fetch:20@2")
 FAULT_TEST(killed_mid_chunk, "for-chunk:2@1")
+
+/*
+ * A node cut off the network (ftsvm-run --netns puts every node in a
+ * network namespace of its own; --cut takes one node's link down): it is
+ * alive but unreachable. It must see that it lost most of the view and
+ * fence itself (exit 75, which the launcher counts as expected for a cut
+ * node), and the others must remove it and finish the loop exactly once.
+ * Its chunks sleep, so the job outlasts the cut whatever the machine's
+ * speed; the cut comes well after start-up (which takes some 0.3 s here).
+ */
+Test(failure, cut_off_node_fences_itself_and_the_survivors_verify, .timeout = 200) {
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "4", "--threads", "2", "--netns", "--cut",
+                           "2@1.5", "--timeout", "150", NODE_DIR "/for_node", "items",
+                           "1200", "5,7", "40000", NULL };
+
+    if (geteuid() != 0) {
+        cr_skip_test("--netns needs root");
+    }
+    run_result_t r = run_cmd(argv, env, 180);
+    run_expect_survived(r, "4", "--cut 2@1.5");
+    cr_assert(strstr(r.output, "node 2: exit 75, fenced, cut off at 1.50 s") != NULL,
+              "node 2 did not fence itself:\n%s", r.output);
+    cr_assert(strstr(r.output, "failure of node 2: detection ") != NULL,
+              "no survivor reported node 2's removal:\n%s", r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1,
+                 "no survivor verified:\n%s", r.output);
+}
