@@ -132,13 +132,13 @@ static long interval_in(const uint8_t *copy, int thread)
 }
 
 /* every live home of every token page: the two homes of a page must agree
- * word for word; hi[t] and lo[t] are the highest and lowest interval of t
- * on the pages */
+ * word for word (prev_copy: the copy read before, at prev_home); hi[t] and
+ * lo[t] are the highest and lowest interval of t on the pages */
 static void check_homes(long *hi, long *lo)
 {
     static uint64_t meta[2 * 64];
-    static uint8_t copy[HLRC_PAGE_SIZE], first_copy[HLRC_PAGE_SIZE];
-    int threads = ftsvm_threads(), which, t, copies = 0, first_home;
+    static uint8_t copy[HLRC_PAGE_SIZE], prev_copy[HLRC_PAGE_SIZE];
+    int threads = ftsvm_threads(), which, t, copies = 0, prev_home;
     size_t first = (size_t)((uint8_t *)tokens - hlrc.base) / HLRC_PAGE_SIZE;
     long p;
 
@@ -147,7 +147,7 @@ static void check_homes(long *hi, long *lo)
         lo[t] = 1L << 40;
     }
     for (p = 0; p < nall; p++) {
-        first_home = -1;
+        prev_home = -1;
         for (which = REPLICA_PRIMARY; which <= REPLICA_SECONDARY; which++) {
             int home = hlrc_home(first + (size_t)p, which);
 
@@ -161,24 +161,24 @@ static void check_homes(long *hi, long *lo)
 
                 expect(k >= 0 && (k == 0 || writes_page(t, p)),
                        "page %ld at node %d: thread %d's word is no token of it", p, home, t);
-                expect(first_home < 0 || k == interval_in(first_copy, t),
+                expect(prev_home < 0 || k == interval_in(prev_copy, t),
                        "thread %d torn: interval %ld in page %ld at node %d, %ld at node %d",
-                       t, k, p, home, interval_in(first_copy, t), first_home);
+                       t, k, p, home, interval_in(prev_copy, t), prev_home);
                 if (writes_page(t, p)) {
                     hi[t] = k > hi[t] ? k : hi[t];
                     lo[t] = k < lo[t] ? k : lo[t];
                 }
             }
-            memcpy(first_copy, copy, HLRC_PAGE_SIZE);
-            first_home = home;
+            memcpy(prev_copy, copy, HLRC_PAGE_SIZE);
+            prev_home = home;
         }
         /* what this node reads through shared memory is the homes' */
-        for (t = 0; t < threads && first_home >= 0; t++) {
+        for (t = 0; t < threads && prev_home >= 0; t++) {
             long mine = interval_in((const uint8_t *)tokens + (size_t)p * HLRC_PAGE_SIZE, t);
 
-            expect(mine == interval_in(first_copy, t),
+            expect(mine == interval_in(prev_copy, t),
                    "node %d reads interval %ld of thread %d in page %ld, the homes hold %ld",
-                   ftsvm_node(), mine, t, p, interval_in(first_copy, t));
+                   ftsvm_node(), mine, t, p, interval_in(prev_copy, t));
         }
     }
     expect(copies >= nall, "%d home copies of %ld pages", copies, nall);
