@@ -72,10 +72,6 @@ static const config_entry_t config_table[] = {
            home_block, CONFIG_UINT), .min = 1, .max = 65536},
     {ENTRY("NOTICE_LOG", "1M", "bytes of each writer's write-notice ring at every node",
            notice_log, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 32},
-    {ENTRY("UNDO_LOG", "1M", "bytes of each writer's undo log at every node: what phase 1 "
-           "overwrites at the other home of a page whose home the writer is, so that its "
-           "failure can be undone (8 slots; a bigger interval goes without)",
-           undo_log, CONFIG_SIZE), .min = 1 << 16, .max = 1ll << 32},
     {ENTRY("REPLICAS", "2", "homes per page: 2 keeps a second copy of every page for recovery, 1 is the "
            "single-home protocol (to measure what fault tolerance costs)",
            replicas, CONFIG_UINT), .min = 1, .max = 2},

@@ -25,7 +25,6 @@ typedef struct ftsvm_config {
     size_t   shared_size;      /* bytes of the shared region */
     unsigned home_block;       /* consecutive pages with the same home */
     size_t   notice_log;       /* bytes of each writer's write-notice ring */
-    size_t   undo_log;         /* bytes of each writer's undo slots */
     unsigned replicas;         /* homes per page: 1 or 2 */
     int      check_homes;      /* bool: compare both homes at every barrier */
     unsigned lock_ack_delay_ms;   /* a lock's secondary waits before its ack (tests) */

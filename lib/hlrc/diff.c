@@ -112,3 +112,48 @@ int hlrc_diff_apply(uint8_t *page, const uint8_t *diff, size_t size)
     }
     return FTSVM_OK;
 }
+
+int hlrc_undo_encode(const uint8_t *diff, size_t size, const uint8_t *twin, uint8_t *body,
+                     size_t *size_p)
+{
+    hlrc_run_t run = {0};
+    size_t pos = 0, i;
+
+    if (size <= HLRC_UNDO_BODY_MAX) {
+        memcpy(body, diff, size);
+        while (hlrc_diff_next(body, size, &pos, &run) == 1) {
+            memcpy((uint8_t *)run.bytes, twin + run.offset, run.length);
+        }
+        *size_p = size;
+        return HLRC_UNDO_RUNS;
+    }
+    /* many short runs: their encoding outgrows a page and a mask */
+    memset(body, 0, HLRC_UNDO_MASK_BYTES);
+    while (hlrc_diff_next(diff, size, &pos, &run) == 1) {
+        for (i = run.offset; i < (size_t)run.offset + run.length; i++) {
+            body[i / 8u] |= (uint8_t)(1u << (i % 8u));
+        }
+    }
+    memcpy(body + HLRC_UNDO_MASK_BYTES, twin, HLRC_PAGE_SIZE);
+    *size_p = HLRC_UNDO_BODY_MAX;
+    return HLRC_UNDO_MASK;
+}
+
+int hlrc_undo_decode(uint8_t *page, int form, const uint8_t *body, size_t size)
+{
+    const uint8_t *image = body + HLRC_UNDO_MASK_BYTES;
+    size_t i;
+
+    if (form == HLRC_UNDO_RUNS && size <= HLRC_UNDO_BODY_MAX) {
+        return hlrc_diff_apply(page, body, size);
+    }
+    if (form != HLRC_UNDO_MASK || size != HLRC_UNDO_BODY_MAX) {
+        return FTSVM_EPROTO;
+    }
+    for (i = 0; i < HLRC_PAGE_SIZE; i++) {
+        if (body[i / 8u] & (1u << (i % 8u))) {
+            page[i] = image[i];
+        }
+    }
+    return FTSVM_OK;
+}

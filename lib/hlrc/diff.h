@@ -41,4 +41,20 @@ int hlrc_diff_validate(const uint8_t *diff, size_t size);
  * the encoding is malformed. */
 int hlrc_diff_apply(uint8_t *page, const uint8_t *diff, size_t size);
 
+/* The undo of a diff (undo.c): what its runs overwrite, taken from the twin.
+ * Two forms, whichever fits HLRC_UNDO_BODY_MAX: RUNS, the diff's own runs
+ * holding the twin's bytes (as long as the diff); MASK, a bit per byte of
+ * the page that a run covers, then the whole twin. */
+enum { HLRC_UNDO_RUNS = 1, HLRC_UNDO_MASK = 2 };
+#define HLRC_UNDO_MASK_BYTES (HLRC_PAGE_SIZE / 8u)
+#define HLRC_UNDO_BODY_MAX   (HLRC_UNDO_MASK_BYTES + HLRC_PAGE_SIZE)
+
+/* Encode the undo of a valid diff into body (HLRC_UNDO_BODY_MAX bytes);
+ * returns its form, and its size in *size_p. */
+int hlrc_undo_encode(const uint8_t *diff, size_t size, const uint8_t *twin, uint8_t *body,
+                     size_t *size_p);
+/* Put back into page the bytes the undo holds; FTSVM_EPROTO (page
+ * untouched) when it does not parse. */
+int hlrc_undo_decode(uint8_t *page, int form, const uint8_t *body, size_t size);
+
 #endif

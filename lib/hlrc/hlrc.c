@@ -28,7 +28,6 @@ int hlrc_init(void)
     hlrc.node       = rt->config.node;
     hlrc.nodes      = rt->config.nodes;
     hlrc.ring_bytes = rt->config.notice_log;
-    hlrc.undo_bytes = rt->config.undo_log;
     hlrc.interval   = 1;
     hlrc.replicated  = (replica_count() == 2);
     hlrc.check_homes = rt->config.check_homes;

@@ -38,7 +38,7 @@ enum {
     HLRC_REGION_META,      /* per home page and writer j: applied[j], pending[j] */
     HLRC_REGION_NOTICES,   /* write-notice rings, one per writer, and their tails */
     HLRC_REGION_BARRIER,   /* per node: epoch, vt[nodes] */
-    HLRC_REGION_UNDO,      /* per writer: undo slots of its phase 1 here (undo.c) */
+    HLRC_REGION_UNDO,      /* per home copy: the undo of its other home's phase 1 (undo.c) */
     HLRC_REGION_COUNT
 };
 _Static_assert(HLRC_REGION_COUNT == HLRC_NREGIONS, "hlrc.h and hlrc_int.h disagree on regions");
@@ -122,7 +122,6 @@ typedef struct hlrc {
 
     /* write notices */
     size_t             ring_bytes;    /* per writer, in every node's region */
-    size_t             undo_bytes;    /* per writer, in every node's undo region */
     uint64_t           ring_tail;     /* bytes this node has written to its rings */
     pthread_mutex_t    notice_lock;
     hlrc_notice_list_t *notices;      /* nodes: what each writer announced */
@@ -245,16 +244,15 @@ typedef struct page_diff {
 
 int  hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages);
 
-/* undo.c: slots per writer; an interval waits until the one this many
- * before it is durable before it reuses its slot */
-#define HLRC_UNDO_SLOTS 8u
+/* undo.c: one slot per home copy (a header, a byte mask and a page) */
+#define HLRC_UNDO_SLOT_BYTES (16u + HLRC_PAGE_SIZE / 8u + HLRC_PAGE_SIZE)
 /* Before phase 1 writes a page's other home in place (this node being one
  * of its homes): the bytes it will overwrite, there, then fenced. */
 int  hlrc_undo_write(uint64_t interval, const page_diff_t *diffs, size_t npages);
-enum { HLRC_UNDO_UNTOUCHED, HLRC_UNDO_DONE, HLRC_UNDO_MISSING };
-/* Recovery at the surviving home: put back what writer's interval changed
- * in `copy` (this node's copy of page). UNTOUCHED: no run of it came here;
- * DONE: undone; MISSING: no undo (too big for a slot). */
+/* Recovery at the surviving home, whose pending entry of `writer` names
+ * `interval`: put back in `copy` (this node's copy of page, now its
+ * primary) what that interval's runs overwrote. FTSVM_EPROTO (logged) when
+ * the slot holds no undo of it, which the write order rules out. */
 int  hlrc_undo_apply(int writer, size_t page, uint64_t interval, uint8_t *copy);
 /* wait until every interval of this node up to `interval` has ended both
  * phases (or a propagation failed: its status) */

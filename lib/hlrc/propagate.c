@@ -29,7 +29,8 @@
  * none in phase 2): the writer's own copy dies with it, and nextRelease
  * must vouch only for copies on other nodes. Where this node is a home, the
  * other home is thus written in place before k is durable, and is the only
- * copy left if this node dies: it first gets an undo of the runs (undo.c).
+ * copy left if this node dies: it first gets an undo of the runs (undo.c),
+ * whatever the interval's size.
  *
  * FTSVM_REPLICAS=1 is the single-home protocol: runs, flush, applied, flush;
  * no pending entries and no markers.
@@ -138,6 +139,12 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
         }
     }
     if (replicated) {
+        /* a page's other home, written in place in phase 1 when this node
+         * is a home too, first gets what the runs overwrite (undo.c),
+         * fenced before the pending entry that points at it */
+        if (which == REPLICA_PRIMARY) {
+            status = hlrc_undo_write(k, diffs, npages);
+        }
         for (i = 0; i < npages && status == FTSVM_OK; i++) {
             n = phase_homes(diffs[i].page, which, homes);
             for (h = 0; h < n && status == FTSVM_OK; h++) {
@@ -148,16 +155,6 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
          * of k without saying so */
         if (status == FTSVM_OK) {
             status = rdma_fence(hlrc.rdma);
-        }
-        /* a page's other home, written in place in phase 1 when this node
-         * is a home too, first gets what the runs overwrite (undo.c); the
-         * slot is free once the interval that used it last is durable */
-        if (status == FTSVM_OK && which == REPLICA_PRIMARY) {
-            status = (k > HLRC_UNDO_SLOTS) ? turn_wait(PHASE_1, k - HLRC_UNDO_SLOTS + 1)
-                                           : FTSVM_OK;
-            if (status == FTSVM_OK) {
-                status = hlrc_undo_write(k, diffs, npages);
-            }
         }
         replica_stop_check(stop[0], k, 0);
     }

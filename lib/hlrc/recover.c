@@ -28,8 +28,8 @@
  * When F was itself a home of a page it wrote, the surviving copy got F's
  * phase 1 in place: a durable interval is whole there, and one that never
  * became durable (k > nextRelease(F)) is undone with the undo F put there
- * first (undo.c). An interval too big for an undo slot has none: then the
- * copy may keep part of it, and that is logged.
+ * first (undo.c), whatever its size. A survivor that finds no undo where
+ * the write order puts one stops: it would keep part of a void interval.
  */
 #include "hlrc_int.h"
 #include "common/clock.h"
@@ -62,7 +62,7 @@ static int settle_single_home(void *arg, const failure_change_t *change)
 {
     uint64_t last, next, *meta;
     size_t page;
-    int i, f, was, warned;
+    int i, f, was;
 
     (void)arg;
     if (!hlrc.replicated) {
@@ -74,7 +74,6 @@ static int settle_single_home(void *arg, const failure_change_t *change)
                         "is treated as void", f);
             last = next = 0;
         }
-        warned = 0;
         for (page = 0; page < hlrc.npages; page++) {
             uint64_t k;
 
@@ -90,11 +89,12 @@ static int settle_single_home(void *arg, const failure_change_t *change)
             }
             if (k <= next) {
                 __atomic_store_n(&meta[2 * f], k, __ATOMIC_RELEASE);   /* durable: whole here */
-            } else if (hlrc_undo_apply(f, page, k, hlrc_local_copy(page, REPLICA_PRIMARY)) ==
-                           HLRC_UNDO_MISSING && !warned++) {
-                ftsvm_warn("page 0x%zx: node %d, its other home, failed while writing its "
-                           "interval %llu here, which never became durable; this copy may "
-                           "hold part of it", page, f, (unsigned long long)k);
+            } else if (hlrc_undo_apply(f, page, k, hlrc_local_copy(page, REPLICA_PRIMARY)) !=
+                       FTSVM_OK) {
+                /* guarantee 3 cannot hold for this page: no survivor may go on */
+                ftsvm_error("page 0x%zx: node %d's void interval %llu cannot be undone at "
+                            "its only copy left; stopping", page, f, (unsigned long long)k);
+                abort();
             }
             __atomic_store_n(&meta[2 * f + 1], 0, __ATOMIC_RELEASE);
         }

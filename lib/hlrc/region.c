@@ -37,7 +37,8 @@ int hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC
      * reader consumed this node's ring */
     sizes[HLRC_REGION_NOTICES] = (size_t)nodes * config->notice_log + 2u * (size_t)nodes * 8u;
     sizes[HLRC_REGION_BARRIER] = (size_t)nodes * (1u + (size_t)nodes) * 8u;
-    sizes[HLRC_REGION_UNDO]    = (size_t)nodes * config->undo_log;
+    /* an undo slot beside every home copy (undo.c); one home needs none */
+    sizes[HLRC_REGION_UNDO]    = (replica_count() == 2) ? home_pages * HLRC_UNDO_SLOT_BYTES : 8u;
     return FTSVM_OK;
 }
 

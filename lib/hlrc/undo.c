@@ -1,5 +1,5 @@
 /*
- * The undo log of a writer that is itself a home (DESIGN.md 5.2 and 5.4).
+ * The undo of a writer that is itself a home (DESIGN.md 5.2 and 5.4).
  *
  * When writer P is one of a page's two homes, phase 1 of its interval k
  * writes the other home O in place (propagate.c, phase_homes): O must hold
@@ -10,18 +10,38 @@
  * (the twin's, under the same runs: the pre-image, as no other writer may
  * write those bytes in a race-free program), and recovery puts them back.
  *
- * Each writer has an area in every node's HLRC_REGION_UNDO, in
- * HLRC_UNDO_SLOTS slots; interval k uses slot k mod HLRC_UNDO_SLOTS, once
- * interval k - HLRC_UNDO_SLOTS has passed nextRelease (then nothing can
- * need its undo any more). A slot is a header { interval, body bytes }
- * and a body of entries { u32 page, u32 size, undo diff, padding to 8 }.
- * Order at O: pending entries; fence; the body; fence; the header; fence;
- * the runs. So a header naming k means "every undo entry of k is here";
- * a header naming anything else means no run of k reached O.
+ * Where the undo lives: one slot per home copy, beside it (HLRC_REGION_UNDO
+ * is indexed like HLRC_REGION_HOME), big enough for the undo of a whole
+ * page. So every interval has its undo, whatever its size, and no interval
+ * waits for another's slot. One slot per copy is enough: only the page's
+ * other home writes it, and that node's next interval of the page waits
+ * until this one has ended both phases (page locking, interval.c), long
+ * after its undo stopped mattering (at nextRelease).
  *
- * An interval whose undo does not fit a slot (FTSVM_UNDO_LOG) is written
- * without one: its header says so, and a failure in its phase 1 is logged
- * as leaving part of it at O.
+ * The price is memory: the undo region is 1.13x the home store, registered
+ * like it (pages are touched only when an undo lands on them, except where
+ * the transport pins its registrations). Two other designs were weighed:
+ * - a bounded log per writer with an interval split into pieces: a piece's
+ *   undo is needed until nextRelease covers the whole interval, so pieces
+ *   cannot free each other's space, and a log that bounds the in-flight
+ *   undo bounds the interval; splitting the release into intervals of its
+ *   own would make part of an unfinished release durable (guarantee 3);
+ * - a redo log at O (stage k's runs there, apply them after nextRelease):
+ *   the same space, plus a second copy of every run on the release path
+ *   and work for O's CPU after it.
+ * The undo costs the writer one put per page of this kind, made of bytes
+ * it has anyway (the twin), and nothing at all on the path of any other
+ * page; recovery, the rare path, does the work.
+ *
+ * Order at O: the undo; fence; pending[P] = k; fence; the runs. So a copy
+ * whose pending entry names k has k's undo in its slot (the slot says so:
+ * writer and interval), and a copy whose pending entry does not has no run
+ * of k.
+ *
+ * A slot: { u16 form, u16 bytes, u32 writer, u64 interval }
+ * then the body in one of two forms (diff.h, hlrc_undo_encode): the diff's
+ * runs holding the twin's bytes, or for a diff of many short runs, a mask
+ * of the bytes they cover and the twin's whole page.
  */
 #include "hlrc_int.h"
 #include "common/log.h"
@@ -30,162 +50,93 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define UNDO_HEADER   16u
-#define UNDO_ENTRY    8u
-#define UNDO_NONE     UINT64_MAX   /* header bytes: this interval has no undo here */
+typedef struct undo_header {
+    uint16_t form, bytes;
+    uint32_t writer;
+    uint64_t interval;
+} undo_header_t;
 
-static size_t undo_slot_bytes(void)
-{
-    return (hlrc.undo_bytes / HLRC_UNDO_SLOTS) & ~(size_t)7;
-}
-
-/* offset of writer's slot for interval k in a node's undo region */
-static uint64_t undo_slot_offset(int writer, uint64_t k)
-{
-    return (uint64_t)writer * hlrc.undo_bytes + (k % HLRC_UNDO_SLOTS) * undo_slot_bytes();
-}
-
-static size_t undo_align(size_t n)
-{
-    return (n + 7u) & ~(size_t)7;
-}
+_Static_assert(sizeof(undo_header_t) + HLRC_UNDO_BODY_MAX == HLRC_UNDO_SLOT_BYTES,
+               "an undo slot holds a header and the largest body");
 
 /* The node holding the other copy of `page` when this node is one of its
- * homes, else -1. */
-static int undo_other_home(uint32_t page)
+ * homes, else -1; *which_p: that node's role for the page. */
+static int undo_other_home(uint32_t page, int *which_p)
 {
     int primary = hlrc_home(page, REPLICA_PRIMARY);
     int secondary = hlrc_home(page, REPLICA_SECONDARY);
 
-    if (primary == hlrc.node) {
+    if (primary == hlrc.node && secondary >= 0) {
+        *which_p = REPLICA_SECONDARY;
         return secondary;
     }
-    return (secondary == hlrc.node) ? primary : -1;
+    if (secondary == hlrc.node && primary >= 0) {
+        *which_p = REPLICA_PRIMARY;
+        return primary;
+    }
+    return -1;
 }
 
-/* The undo of one page's diff: the same runs, holding the twin's bytes. */
-static void undo_encode(const page_diff_t *diff, uint8_t *out)
+/* The undo of one page's diff into slot, header first; its length. */
+static size_t undo_slot_fill(uint64_t k, const page_diff_t *diff, uint8_t *slot)
 {
-    const uint8_t *twin = hlrc.twins + (size_t)diff->page * HLRC_PAGE_SIZE;
-    hlrc_run_t run = {0};
-    size_t pos = 0;
+    undo_header_t header = { .writer = (uint32_t)hlrc.node, .interval = k };
+    size_t bytes;
 
-    memcpy(out, diff->bytes, diff->size);
-    while (hlrc_diff_next(out, diff->size, &pos, &run) == 1) {
-        memcpy((uint8_t *)run.bytes, twin + run.offset, run.length);
-    }
-}
-
-/* Build the body for node `other` in body[]; its size, or 0 when it does
- * not fit a slot. */
-static size_t undo_body(uint64_t k, const page_diff_t *diffs, size_t npages, int other,
-                        uint8_t *body)
-{
-    size_t i, used = 0, room = undo_slot_bytes() - UNDO_HEADER;
-    uint32_t entry[2];
-
-    for (i = 0; i < npages; i++) {
-        if (undo_other_home(diffs[i].page) != other) {
-            continue;
-        }
-        if (used + UNDO_ENTRY + undo_align(diffs[i].size) > room) {
-            ftsvm_warn("interval %llu: its undo for node %d exceeds a slot of "
-                       "FTSVM_UNDO_LOG (%zu bytes); a failure of this node in its phase 1 "
-                       "would leave part of it there", (unsigned long long)k, other,
-                       undo_slot_bytes());
-            return 0;
-        }
-        entry[0] = diffs[i].page;
-        entry[1] = diffs[i].size;
-        memcpy(body + used, entry, sizeof(entry));
-        undo_encode(&diffs[i], body + used + UNDO_ENTRY);
-        used += UNDO_ENTRY + undo_align(diffs[i].size);
-    }
-    return used;
+    header.form = (uint16_t)hlrc_undo_encode(diff->bytes, diff->size,
+                                             hlrc.twins + (size_t)diff->page * HLRC_PAGE_SIZE,
+                                             slot + sizeof(header), &bytes);
+    header.bytes = (uint16_t)bytes;
+    memcpy(slot, &header, sizeof(header));
+    return sizeof(header) + bytes;
 }
 
 int hlrc_undo_write(uint64_t k, const page_diff_t *diffs, size_t npages)
 {
-    uint8_t *body = NULL;
-    uint64_t *headers = NULL;
-    int other, status = FTSVM_OK, any = 0;
-    size_t i, used;
+    uint8_t slot[HLRC_UNDO_SLOT_BYTES];
+    int other, which, status = FTSVM_OK, any = 0;
+    size_t i, len;
 
     if (!hlrc.replicated) {
         return FTSVM_OK;
     }
-    headers = calloc((size_t)hlrc.nodes, 2u * sizeof(uint64_t));
-    body = malloc(undo_slot_bytes());
-    if (headers == NULL || body == NULL) {
-        free(headers);
-        free(body);
-        ftsvm_error("cannot allocate the undo of interval %llu", (unsigned long long)k);
-        return FTSVM_ENOMEM;
-    }
-    for (i = 0; i < npages; i++) {
-        other = undo_other_home(diffs[i].page);
-        if (other >= 0 && other != hlrc.node && headers[2 * other] == 0) {
-            headers[2 * other] = k;   /* this node needs a slot there */
-        }
-    }
-    for (other = 0; other < hlrc.nodes && status == FTSVM_OK; other++) {
-        if (headers[2 * other] == 0) {
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        other = undo_other_home(diffs[i].page, &which);
+        if (other < 0) {
             continue;
         }
+        len = undo_slot_fill(k, &diffs[i], slot);
+        /* rdma_put is done with `slot` when it returns */
+        status = rdma_put(hlrc.rdma, other, HLRC_REGION_UNDO,
+                          hlrc_home_index(diffs[i].page, which) * (uint64_t)HLRC_UNDO_SLOT_BYTES,
+                          slot, len);
         any = 1;
-        used = undo_body(k, diffs, npages, other, body);
-        headers[2 * other + 1] = (used > 0) ? used : UNDO_NONE;
-        if (used > 0) {
-            status = rdma_put(hlrc.rdma, other, HLRC_REGION_UNDO,
-                              undo_slot_offset(hlrc.node, k) + UNDO_HEADER, body, used);
-        }
     }
-    /* the whole body before the header that vouches for it */
+    /* every undo at its copy before the pending entry that points at it */
     if (status == FTSVM_OK && any) {
         status = rdma_fence(hlrc.rdma);
     }
-    for (other = 0; other < hlrc.nodes && status == FTSVM_OK; other++) {
-        if (headers[2 * other] != 0) {
-            status = rdma_put(hlrc.rdma, other, HLRC_REGION_UNDO, undo_slot_offset(hlrc.node, k),
-                              &headers[2 * other], UNDO_HEADER);
-        }
-    }
-    /* the header before any run it protects */
-    if (status == FTSVM_OK && any) {
-        status = rdma_fence(hlrc.rdma);
-    }
-    free(body);
-    free(headers);
     return status;
 }
 
 int hlrc_undo_apply(int writer, size_t page, uint64_t k, uint8_t *copy)
 {
     const uint8_t *slot = (const uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_UNDO) +
-                          undo_slot_offset(writer, k);
-    size_t room = undo_slot_bytes() - UNDO_HEADER, pos = 0, size;
-    uint64_t header[2];
-    uint32_t entry[2];
+                          hlrc_home_index(page, REPLICA_PRIMARY) * HLRC_UNDO_SLOT_BYTES;
+    const uint8_t *body = slot + sizeof(undo_header_t);
+    undo_header_t header;
 
-    memcpy(header, slot, sizeof(header));
-    if (header[0] != k) {
-        return HLRC_UNDO_UNTOUCHED;
+    memcpy(&header, slot, sizeof(header));
+    if (header.writer != (uint32_t)writer || header.interval != k) {
+        ftsvm_error("page 0x%zx: node %d's pending interval %llu has no undo here (the slot "
+                    "holds node %u's interval %llu)", page, writer, (unsigned long long)k,
+                    header.writer, (unsigned long long)header.interval);
+        return FTSVM_EPROTO;
     }
-    if (header[1] == UNDO_NONE || header[1] > room) {
-        return HLRC_UNDO_MISSING;
+    if (hlrc_undo_decode(copy, header.form, body, header.bytes) == FTSVM_OK) {
+        return FTSVM_OK;
     }
-    while (pos + UNDO_ENTRY <= header[1]) {
-        memcpy(entry, slot + UNDO_HEADER + pos, sizeof(entry));
-        size = entry[1];
-        if (pos + UNDO_ENTRY + size > header[1]) {
-            break;
-        }
-        if (entry[0] == page) {
-            return hlrc_diff_apply(copy, slot + UNDO_HEADER + pos + UNDO_ENTRY, size) == FTSVM_OK
-                       ? HLRC_UNDO_DONE
-                       : HLRC_UNDO_MISSING;
-        }
-        pos += UNDO_ENTRY + undo_align(size);
-    }
-    return HLRC_UNDO_MISSING;
+    ftsvm_error("page 0x%zx: the undo of node %d's interval %llu does not parse (form %u, "
+                "%u bytes)", page, writer, (unsigned long long)k, header.form, header.bytes);
+    return FTSVM_EPROTO;
 }

@@ -134,18 +134,21 @@ static int sibling_overlapped(const token_log_t *log, int per_node, int t, long 
     return 0;
 }
 
-static void tokens_hold(const char *nodes, const char *fault, const char *intervals,
-                        const char *locks)
+/* token_node on `nodes` nodes x 2 threads, `pages` token pages, `mode` its
+ * third argument (NULL, "private" or "fill"), a shared region of `shared` */
+static void tokens_run(const char *nodes, const char *fault, const char *intervals,
+                       const char *pages, const char *mode, const char *shared)
 {
     static token_log_t log;
-    char env_fault[96];
-    char *const env[] = { "FTSVM_SHARED_SIZE=16M", env_fault, NULL };
+    char env_fault[96], env_shared[64];
+    char *const env[] = { env_shared, env_fault, NULL };
     char *const argv[] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", "2", "--timeout",
-                           "100", NODE_DIR "/token_node", (char *)intervals, PAGES,
-                           (char *)locks, NULL };
+                           "100", NODE_DIR "/token_node", (char *)intervals, (char *)pages,
+                           (char *)mode, NULL };
     int threads = 2 * atoi(nodes), t, failed_threads = 0;
 
     snprintf(env_fault, sizeof(env_fault), "FTSVM_FAULT=%s", fault);
+    snprintf(env_shared, sizeof(env_shared), "FTSVM_SHARED_SIZE=%s", shared);
     run_result_t r = run_cmd(argv, env, 110);
     run_expect_survived(r, nodes, fault);
     token_parse(r.output, &log);
@@ -172,6 +175,12 @@ static void tokens_hold(const char *nodes, const char *fault, const char *interv
     /* the fault did fire: some thread never finished */
     cr_assert(failed_threads > 0, "%s nodes, %s: no node failed\n%s", nodes, fault,
               r.output);
+}
+
+static void tokens_hold(const char *nodes, const char *fault, const char *intervals,
+                        const char *locks)
+{
+    tokens_run(nodes, fault, intervals, PAGES, locks, "16M");
 }
 
 /* 48 intervals per thread; the backup's point is seen by heartbeats
@@ -213,3 +222,27 @@ TOKEN_TEST_OF(survivors_read_the_completed_releases_after_phase2, "last-release:
               "private")
 TOKEN_TEST_OF(survivors_read_the_completed_releases_of_a_holder, "lock-held:20@1", "48",
               "private")
+
+/*
+ * Intervals of megabytes: every thread fills its band of each of 1024 pages
+ * (4 MiB) or 8192 pages (32 MiB) in each interval, so that a node's
+ * interval writes hundreds of pages it is itself a home of; killed in the
+ * middle of phase 1 (the other homes of those pages hold part of the
+ * interval and their undo) and after nextRelease (the interval is whole).
+ */
+#define TOKEN_TEST_LARGE(_name, _fault, _intervals, _pages, _shared, _timeout)        \
+    Test(tokens, _name##_on_3_nodes, .timeout = _timeout) {                          \
+        tokens_run("3", _fault, _intervals, _pages, "fill", _shared);                \
+    }                                                                                 \
+    Test(tokens, _name##_on_4_nodes, .timeout = _timeout) {                          \
+        tokens_run("4", _fault, _intervals, _pages, "fill", _shared);                \
+    }
+
+TOKEN_TEST_LARGE(killed_mid_phase1_diffs_in_4_MiB_intervals, "phase1-diffs:400@1#7", "12",
+                 "1024", "32M", 120)
+TOKEN_TEST_LARGE(killed_after_next_release_in_4_MiB_intervals, "next-release:7@1", "12",
+                 "1024", "32M", 120)
+TOKEN_TEST_LARGE(killed_mid_phase1_diffs_in_32_MiB_intervals, "phase1-diffs:3000@1#5", "8",
+                 "8192", "128M", 240)
+TOKEN_TEST_LARGE(killed_after_next_release_in_32_MiB_intervals, "next-release:5@1", "8",
+                 "8192", "128M", 240)

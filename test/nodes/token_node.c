@@ -2,7 +2,7 @@
  * Node program of the token tests (test/multi/test_tokens.c): guarantees 2
  * and 3 of DESIGN.md section 1 checked at the homes themselves.
  *
- *   token_node INTERVALS PAGES [private]
+ *   token_node INTERVALS PAGES [private|fill]
  *
  * Every thread of every node runs INTERVALS intervals. In interval k thread
  * t acquires a lock (they rotate, so that each acquire brings other
@@ -10,6 +10,8 @@
  * thread takes its own, so a node learns of another's writes only at
  * barriers), writes its token
  * (t + 1) << 32 | k into its own word of each of PAGES consecutive pages
+ * (with "fill", into every word of its own band of 4096 / threads bytes, so
+ * that an interval is as large as its pages: megabytes)
  * (whose homes are spread over every node pair) and of its node's own
  * page, which no other node writes but every other node reads in each
  * interval (so that it stays cached there), and releases. Around the
@@ -59,6 +61,7 @@ static long      npages;      /* pages every thread writes */
 static long      nall;        /* and then one page per node, which only its threads write */
 static int       per_node;
 static int       private_locks;   /* each thread its own lock: nobody acquires another node's */
+static size_t    band;        /* words of a page that each thread writes */
 static uint64_t *tokens;      /* nall pages; thread t's word at t * 8 of each */
 
 /* does thread t write page p? */
@@ -95,7 +98,11 @@ static void run_intervals(void)
         token_log("writing", thread, k);
         for (p = 0; p < nall; p++) {
             if (writes_page(thread, p)) {
-                tokens[(size_t)p * words + (size_t)thread] = token_of(thread, k);
+                size_t w;
+
+                for (w = 0; w < band; w++) {
+                    tokens[(size_t)p * words + (size_t)thread * band + w] = token_of(thread, k);
+                }
             } else {
                 sum += tokens[(size_t)p * words];   /* other nodes' pages stay cached here */
             }
@@ -119,16 +126,24 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* thread t's interval in the copy, or -1 when the word is no token of t */
+/* thread t's interval in the copy, or -1 when a word of its band is no
+ * token of t or the band holds more than one interval (a torn page) */
 static long interval_in(const uint8_t *copy, int thread)
 {
-    uint64_t word;
+    uint64_t first, word;
+    size_t w;
 
-    memcpy(&word, copy + (size_t)thread * sizeof(word), sizeof(word));
-    if (word == 0) {
+    memcpy(&first, copy + (size_t)thread * band * sizeof(first), sizeof(first));
+    for (w = 1; w < band; w++) {
+        memcpy(&word, copy + ((size_t)thread * band + w) * sizeof(word), sizeof(word));
+        if (word != first) {
+            return -1;
+        }
+    }
+    if (first == 0) {
         return 0;
     }
-    return (word >> 32) == (uint64_t)(thread + 1) ? (long)(word & 0xffffffffu) : -1;
+    return (first >> 32) == (uint64_t)(thread + 1) ? (long)(first & 0xffffffffu) : -1;
 }
 
 /* every live home of every token page: the two homes of a page must agree
@@ -160,7 +175,8 @@ static void check_homes(long *hi, long *lo)
                 long k = interval_in(copy, t);
 
                 expect(k >= 0 && (k == 0 || writes_page(t, p)),
-                       "page %ld at node %d: thread %d's word is no token of it", p, home, t);
+                       "page %ld at node %d: thread %d's words are no token of it, or not "
+                       "all of one interval", p, home, t);
                 expect(prev_home < 0 || k == interval_in(prev_copy, t),
                        "thread %d torn: interval %ld in page %ld at node %d, %ld at node %d",
                        t, k, p, home, interval_in(prev_copy, t), prev_home);
@@ -195,15 +211,19 @@ int main(int argc, char **argv)
     int i, t, lowest;
 
     ok(ftsvm_init(&argc, &argv));
-    expect(argc == 3 || (argc == 4 && strcmp(argv[3], "private") == 0),
-           "usage: token_node INTERVALS PAGES [private]");
-    private_locks = (argc == 4);
+    expect(argc == 3 || (argc == 4 && (strcmp(argv[3], "private") == 0 ||
+                                       strcmp(argv[3], "fill") == 0)),
+           "usage: token_node INTERVALS PAGES [private|fill]");
+    private_locks = (argc == 4 && strcmp(argv[3], "private") == 0);
     intervals = strtol(argv[1], NULL, 10);
     npages = strtol(argv[2], NULL, 10);
     expect(intervals > 0 && intervals < (1L << 31) && npages > 0, "bad arguments");
     expect(ftsvm_threads() <= MAX_THREADS && (size_t)ftsvm_threads() * 8 <= HLRC_PAGE_SIZE,
            "too many threads");
     per_node = ftsvm_threads() / ftsvm_nodes();
+    band = (argc == 4 && strcmp(argv[3], "fill") == 0)
+               ? HLRC_PAGE_SIZE / sizeof(uint64_t) / (size_t)ftsvm_threads()
+               : 1;
     nall = npages + ftsvm_nodes();
     tokens = ftsvm_alloc((size_t)nall * HLRC_PAGE_SIZE);
     expect(tokens != NULL && ((uint8_t *)tokens - hlrc.base) % HLRC_PAGE_SIZE == 0,

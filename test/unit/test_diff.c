@@ -172,3 +172,65 @@ Test(diff, malformed_encodings_are_refused_and_leave_the_page) {
     }
     cr_assert_eq(hlrc_diff_apply(page, cases[0], 1), FTSVM_EPROTO, "shorter than a header");
 }
+
+/*
+ * The undo of a diff (hlrc_undo_encode/decode): at a home copy that got the
+ * diff's runs and, elsewhere in the page, another writer's bytes, decoding
+ * the undo gives back the twin's bytes under the runs and keeps the other
+ * writer's. `changes` bytes of writer A, then B's at the bytes A left alone.
+ */
+static int check_undo(size_t changes)
+{
+    static uint8_t twin[PAGE], work[PAGE], other[PAGE], home[PAGE];
+    static uint8_t diff[HLRC_DIFF_MAX], body[HLRC_UNDO_BODY_MAX];
+    size_t size, body_size, i, at;
+    int form;
+
+    random_page(twin);
+    memcpy(work, twin, PAGE);
+    for (i = 0; i < changes; i++) {
+        at = rng() % PAGE;
+        work[at] = (uint8_t)(twin[at] ^ (1 + rng() % 255));
+    }
+    size = hlrc_diff_encode(work, twin, diff);
+    form = hlrc_undo_encode(diff, size, twin, body, &body_size);
+    cr_assert(body_size <= HLRC_UNDO_BODY_MAX, "an undo of %zu bytes", body_size);
+    cr_assert_eq(form, size <= HLRC_UNDO_BODY_MAX ? HLRC_UNDO_RUNS : HLRC_UNDO_MASK);
+    /* the home: A's runs, and B's writes where A wrote nothing */
+    memcpy(home, twin, PAGE);
+    cr_assert_eq(hlrc_diff_apply(home, diff, size), FTSVM_OK);
+    for (i = 0; i < PAGE; i++) {
+        other[i] = (work[i] == twin[i] && rng() % 4 == 0) ? (uint8_t)~twin[i] : twin[i];
+        if (work[i] == twin[i]) {
+            home[i] = other[i];
+        }
+    }
+    cr_assert_eq(hlrc_undo_decode(home, form, body, body_size), FTSVM_OK);
+    for (i = 0; i < PAGE; i++) {
+        cr_assert_eq(home[i], other[i], "byte %zu: 0x%x after the undo, want 0x%x (%s)", i,
+                     home[i], other[i], work[i] != twin[i] ? "A's" : "B's");
+    }
+    return form;
+}
+
+Test(undo, restores_the_runs_and_keeps_other_writers_bytes_in_either_form) {
+    int trial, forms = 0;
+
+    for (trial = 0; trial < 400; trial++) {
+        forms |= check_undo((size_t)(rng() % 3000));
+    }
+    /* a page of every other byte written is the largest diff: its undo is a mask */
+    forms |= check_undo(PAGE);
+    cr_assert_eq(forms, HLRC_UNDO_RUNS | HLRC_UNDO_MASK, "both forms were made: 0x%x", forms);
+}
+
+Test(undo, a_malformed_undo_is_refused_and_leaves_the_page) {
+    uint8_t page[PAGE], before[PAGE], body[HLRC_UNDO_BODY_MAX] = {0xff, 0xff};
+
+    random_page(page);
+    memcpy(before, page, PAGE);
+    cr_assert_eq(hlrc_undo_decode(page, HLRC_UNDO_RUNS, body, 6), FTSVM_EPROTO);
+    cr_assert_eq(hlrc_undo_decode(page, HLRC_UNDO_MASK, body, 100), FTSVM_EPROTO);
+    cr_assert_eq(hlrc_undo_decode(page, 7, body, 100), FTSVM_EPROTO);
+    cr_assert(memcmp(page, before, PAGE) == 0);
+}
