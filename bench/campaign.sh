@@ -4,6 +4,7 @@
 #
 #   bench/campaign.sh BUILD_DIR [--runs R] [--nodes N] [--apps "jacobi matmul ..."]
 #                     [--inject kill|fault|both] [--seed S] [--log FILE]
+#                     [--args "APP ARGS..."]...
 #
 #   --runs R      runs with a failure (default 20), spread over the apps in turn
 #   --nodes N     nodes per job (default 4)
@@ -15,6 +16,9 @@
 #   --seed S      seed of bash's RANDOM, to repeat a campaign
 #   --log FILE    per-run lines, and the end of the output of every run that
 #                 did not survive (default BUILD_DIR/campaign.log)
+#   --args "APP ARGS"  run APP with these arguments (its sizes), e.g.
+#                 --args "sort 4194304" --args "jacobi 2048 20"; FTSVM_SHARED_SIZE
+#                 (default 64M) must hold the data
 #
 # Each app first runs once without a failure, to measure how long a job takes;
 # kill times are drawn from the end of its start-up (1.5 x the job's time less
@@ -39,6 +43,7 @@ build=${1:-}
 if [ -z "$build" ] || [ "${build#-}" != "$build" ]; then usage; fi
 shift
 runs=20 nodes=4 inject=both log=
+declare -A app_args
 apps=(jacobi matmul lu mgs sort taskq)
 while [ $# -gt 0 ]; do
   case $1 in
@@ -48,6 +53,8 @@ while [ $# -gt 0 ]; do
     --inject) inject=${2:?--inject needs kill, fault or both}; shift 2 ;;
     --seed)   RANDOM=${2:?--seed needs a number}; shift 2 ;;
     --log)    log=${2:?--log needs a file}; shift 2 ;;
+    --args)   read -r -a words <<<"${2:?--args needs an app and its arguments}"
+              app_args[${words[0]}]=${words[*]:1}; shift 2 ;;
     -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "campaign.sh: unknown option '$1'" >&2; usage ;;
   esac
@@ -62,6 +69,11 @@ run=$build/tools/ftsvm-run
 for app in "${apps[@]}"; do
   [ -x "$build/bench/$app" ] || { echo "campaign.sh: no app $build/bench/$app" >&2; exit 2; }
 done
+for app in "${!app_args[@]}"; do
+  [[ " ${apps[*]} " == *" $app "* ]] || { echo "campaign.sh: --args names '$app', not in --apps" >&2; exit 2; }
+done
+# an app and its arguments, as words
+app_cmd() { local a=${app_args[$1]:-}; echo "$build/bench/$1${a:+ $a}"; }
 log=${log:-$build/campaign.log}
 : >"$log"
 export FTSVM_SHARED_SIZE=${FTSVM_SHARED_SIZE:-64M}
@@ -86,7 +98,8 @@ say() { echo "$*"; echo "$*" >>"$log"; }
 declare -A total start_end timeout
 for app in "${apps[@]}"; do
   t0=$(now)
-  out=$("$run" -n "$nodes" --timeout 300 --report "$work/report" "$build/bench/$app" 2>&1) || true
+  # shellcheck disable=SC2046  # the app's arguments are words
+  out=$("$run" -n "$nodes" --timeout 300 --report "$work/report" $(app_cmd "$app") 2>&1) || true
   t1=$(now)
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
   app_time=$(sed -n 's/.* time \([0-9.]*\) s verified.*/\1/p' <<<"$out" | head -1)
@@ -135,7 +148,7 @@ for ((i = 1; i <= runs; i++)); do
   # launcher itself does not end
   out=$(env "${env[@]}" timeout -s KILL $((timeout[$app] + 60)) \
         "$run" -n "$nodes" --timeout "${timeout[$app]}" --report "$work/report" "${args[@]}" \
-        "$build/bench/$app" 2>&1) || true
+        $(app_cmd "$app") 2>&1) || true
   t1=$(now)
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   r=$work/report
@@ -173,6 +186,7 @@ stats() {
 
 say ""
 say "campaign: $runs runs of ${apps[*]} on $nodes nodes (injected: $inject)"
+for app in "${!app_args[@]}"; do say "  $app with arguments ${app_args[$app]}"; done
 say "  a node failed in $injected / $runs runs"
 say "  killed during start-up and drawn again: $in_startup (start-up is not survivable)"
 say "  survived   $survived / $runs"

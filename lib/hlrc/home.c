@@ -114,6 +114,24 @@ static int hlrc_fetch_source(size_t page)
     return REPLICA_PRIMARY;
 }
 
+/* The fetch gave up: say which writer's interval the copy lacks. */
+static void fetch_report_lag(size_t page, int home, const uint64_t *meta)
+{
+    const uint64_t *required = hlrc.required + page * (size_t)hlrc.nodes;
+    int j;
+
+    for (j = 0; j < hlrc.nodes; j++) {
+        if (meta[2 * j] < required[j] || meta[2 * j + 1] != 0) {
+            ftsvm_error("page 0x%zx at node %d never reached the required version: node %d's "
+                        "interval %llu is required, the copy has %llu applied and %llu "
+                        "pending", page, home, j, (unsigned long long)required[j],
+                        (unsigned long long)meta[2 * j], (unsigned long long)meta[2 * j + 1]);
+            return;
+        }
+    }
+    ftsvm_error("page 0x%zx at node %d never reached the required version", page, home);
+}
+
 int hlrc_fetch(size_t page, uint8_t *dst)
 {
     size_t words = 2u * (size_t)hlrc.nodes;
@@ -195,8 +213,7 @@ int hlrc_fetch(size_t page, uint8_t *dst)
         if (deadline == 0) {
             deadline = clock_now_ns() + HLRC_FETCH_TIMEOUT_NS;
         } else if (clock_now_ns() > deadline) {
-            ftsvm_error("page 0x%zx at node %d never reached the required version",
-                        page, home);
+            fetch_report_lag(page, home, before);
             return FTSVM_ETIMEDOUT;
         }
         hlrc_backoff(&round);
