@@ -13,7 +13,9 @@
 #   bench/run_apps.sh BUILD_DIR --replicas [runs]
 #                                          per app, time(FTSVM_REPLICAS=2) /
 #                                          time(FTSVM_REPLICAS=1), 4 nodes, interleaved
-#                                          runs (default 5), medians and geometric mean
+#                                          runs (default 5), medians and geometric mean;
+#                                          FTSVM_BENCH_BASE=OTHER_BUILD adds that build's
+#                                          ratio, measured in the same interleaved runs
 #   bench/run_apps.sh BUILD_DIR [runs]     figures: per app, the median time of `runs`
 #                                          interleaved runs (default 5) as pthreads on one
 #                                          process and on ftsvm at 1, 2 and 4 nodes
@@ -23,6 +25,8 @@ mode=${2:-5}
 run=$build/tools/ftsvm-run
 export FTSVM_SHARED_SIZE=${FTSVM_SHARED_SIZE:-64M}
 apps=(jacobi matmul lu mgs sort taskq)
+# what the nodes said, for ci/check-log.sh (set by ci/test.sh)
+keep_output() { [ -z "${FTSVM_TEST_OUTPUT_LOG:-}" ] || printf '%s\n' "$1" >>"$FTSVM_TEST_OUTPUT_LOG"; }
 declare -A small=([jacobi]="128 10" [matmul]="64" [lu]="64 16" [mgs]="64 32"
                   [sort]="16384" [taskq]="256 100")
 
@@ -35,7 +39,7 @@ if [ "$mode" = --check ]; then
       total=$((total + 1))
       # shellcheck disable=SC2086
       if out=$("$run" -n "$nodes" --threads "$threads" --timeout 120 \
-               "$build/bench/$app" ${small[$app]} 2>&1) &&
+               "$build/bench/$app" ${small[$app]} 2>&1) && keep_output "$out" &&
          grep -q 'verified yes' <<<"$out"; then
         echo "ok   $app on $nodes nodes x $threads threads"
       else
@@ -61,6 +65,7 @@ if [ "$mode" = --under-load ]; then
   for app in "${apps[@]}" "${apps[@]}"; do
     total=$((total + 1))
     out=$("$run" -n 4 --threads 2 --timeout 300 "$build/bench/$app" 2>&1) && rc=0 || rc=$?
+    keep_output "$out"
     if [ "$rc" -eq 0 ] && grep -q 'verified yes' <<<"$out" &&
        ! grep -q 'ftsvm-event' <<<"$out"; then
       echo "ok   $app: $(sed -n 's/.* time \([0-9.]*\) s verified.*/\1 s/p' <<<"$out" | head -1), no suspicion"
@@ -78,25 +83,43 @@ time_of() { sed -n 's/.* time \([0-9.]*\) s verified yes.*/\1/p' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 if [ "$mode" = --replicas ]; then
+  # FTSVM_BENCH_BASE=OTHER_BUILD: the same ratio of another build (the code
+  # before a change), in the same interleaved runs
   runs=${3:-5}
   nodes=${FTSVM_BENCH_NODES:-4}
-  printf '%-8s %14s %14s %8s   (%d nodes x 1 thread, median of %d interleaved runs)\n' \
-    app "1 home" "2 homes" ratio "$nodes" "$runs"
-  logsum=0 worst=0
+  base=${FTSVM_BENCH_BASE:-}
+  builds=("$build") names=("")
+  [ -z "$base" ] || { builds+=("$base"); names+=("base "); }
+  printf '%-8s' app
+  for name in "${names[@]}"; do printf ' %14s %14s %8s' "${name}1 home" "${name}2 homes" "${name}ratio"; done
+  printf '   (%d nodes x 1 thread, median of %d interleaved runs)\n' "$nodes" "$runs"
+  declare -A logsum worst
+  for b in "${!builds[@]}"; do logsum[$b]=0; worst[$b]=0; done
   for app in "${apps[@]}"; do
-    one=() two=()
+    declare -A times=()
     for ((i = 0; i < runs; i++)); do
-      one+=("$(FTSVM_REPLICAS=1 "$run" -n "$nodes" "$build/bench/$app" 2>/dev/null | time_of)")
-      two+=("$(FTSVM_REPLICAS=2 "$run" -n "$nodes" "$build/bench/$app" 2>/dev/null | time_of)")
+      for b in "${!builds[@]}"; do
+        for r in 1 2; do
+          times[$b.$r]+="$(FTSVM_REPLICAS=$r "${builds[$b]}/tools/ftsvm-run" -n "$nodes" \
+                           "${builds[$b]}/bench/$app" 2>/dev/null | time_of) "
+        done
+      done
     done
-    m1=$(printf '%s\n' "${one[@]}" | median); m2=$(printf '%s\n' "${two[@]}" | median)
-    ratio=$(awk -v a="$m2" -v b="$m1" 'BEGIN {printf "%.3f", a / b}')
-    printf '%-8s %12.4fs %12.4fs %7.3fx\n' "$app" "$m1" "$m2" "$ratio"
-    logsum=$(awk -v s="$logsum" -v r="$ratio" 'BEGIN {print s + log(r)}')
-    worst=$(awk -v w="$worst" -v r="$ratio" 'BEGIN {print (r > w) ? r : w}')
+    printf '%-8s' "$app"
+    for b in "${!builds[@]}"; do
+      m1=$(printf '%s\n' ${times[$b.1]} | median); m2=$(printf '%s\n' ${times[$b.2]} | median)
+      ratio=$(awk -v a="$m2" -v c="$m1" 'BEGIN {printf "%.3f", a / c}')
+      printf ' %12.4fs %12.4fs %7.3fx' "$m1" "$m2" "$ratio"
+      logsum[$b]=$(awk -v s="${logsum[$b]}" -v r="$ratio" 'BEGIN {print s + log(r)}')
+      worst[$b]=$(awk -v w="${worst[$b]}" -v r="$ratio" 'BEGIN {print (r > w) ? r : w}')
+    done
+    printf '\n'
+    unset times
   done
-  awk -v s="$logsum" -v n="${#apps[@]}" -v w="$worst" \
-    'BEGIN {printf "geometric mean %.3fx, worst %.3fx\n", exp(s / n), w}'
+  for b in "${!builds[@]}"; do
+    awk -v s="${logsum[$b]}" -v n="${#apps[@]}" -v w="${worst[$b]}" -v name="${names[$b]}" \
+      'BEGIN {printf "%sgeometric mean %.3fx, worst %.3fx\n", name, exp(s / n), w}'
+  done
   exit
 fi
 

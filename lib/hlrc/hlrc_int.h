@@ -271,7 +271,8 @@ int  hlrc_acquire(const uint64_t *vt);
 
 /* recover.c */
 int  hlrc_recover_init(void);
-void hlrc_gate_wait(void);
+/* wait until no view change is being recovered, and take close_lock */
+void hlrc_gate_pass(void);
 
 /* notices.c: the pages of `writer`'s intervals after `after` that this node
  * holds notices of (not yet acted on); the caller frees *pages_p */

@@ -50,8 +50,7 @@ int hlrc_release(void)
     size_t npages, i;
     int status = FTSVM_OK;
 
-    hlrc_gate_wait();   /* no release begins while a failure is recovered */
-    pthread_mutex_lock(&hlrc.close_lock);
+    hlrc_gate_pass();   /* no release begins while a failure is recovered */
     hlrc_update_lock();
     npages = hlrc.nupdates;
     interval = hlrc.interval;

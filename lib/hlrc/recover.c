@@ -40,13 +40,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-void hlrc_gate_wait(void)
+void hlrc_gate_pass(void)
 {
-    pthread_mutex_lock(&hlrc.gate_lock);
-    while (hlrc.gate_closed) {
-        pthread_cond_wait(&hlrc.gate_cond, &hlrc.gate_lock);
+    int closed;
+
+    for (;;) {
+        pthread_mutex_lock(&hlrc.gate_lock);
+        while (hlrc.gate_closed) {
+            pthread_cond_wait(&hlrc.gate_cond, &hlrc.gate_lock);
+        }
+        pthread_mutex_unlock(&hlrc.gate_lock);
+        /* drain reads the last closed interval under close_lock after the
+         * gate closed: a release that finds the gate open under it closes
+         * its interval before drain reads, and so is waited for */
+        pthread_mutex_lock(&hlrc.close_lock);
+        pthread_mutex_lock(&hlrc.gate_lock);
+        closed = hlrc.gate_closed;
+        pthread_mutex_unlock(&hlrc.gate_lock);
+        if (!closed) {
+            return;
+        }
+        pthread_mutex_unlock(&hlrc.close_lock);
     }
-    pthread_mutex_unlock(&hlrc.gate_lock);
 }
 
 static void gate_set(int closed)
@@ -180,13 +195,20 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
     }
 }
 
+/* With the gate closed: wait for every interval this node has closed. A
+ * release that passed the gate before it closed holds close_lock until its
+ * interval is closed (hlrc_gate_pass), so it is counted here; without that,
+ * its propagation could run under the repair, and a roll-back copy from a
+ * secondary it is writing would leave its pending entry at the primary. */
 static int drain(void)
 {
     uint64_t closed;
 
+    pthread_mutex_lock(&hlrc.close_lock);
     hlrc_update_lock();
     closed = hlrc.interval - 1;
     hlrc_update_unlock();
+    pthread_mutex_unlock(&hlrc.close_lock);
     return hlrc_propagation_wait(closed);
 }
 
