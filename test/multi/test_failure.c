@@ -83,16 +83,17 @@ Test(failure, reduction_exact_when_killed_mid_chunk_on_4_nodes, .timeout = 150) 
 }
 
 /* the same with a SIGKILL from outside at a moment nobody chose: node 1 dies
- * in the first reductions (chunks of 20 ms, 120 a loop on 6 threads) */
+ * in the first reductions (chunks of 20 ms, 120 a loop on 6 threads: five
+ * loops of ~0.4 s after a start-up of 0.3 to 0.8 s here) */
 Test(failure, reduction_exact_when_a_node_is_killed_mid_loop, .timeout = 200) {
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
-    char *const argv[] = { FTSVM_RUN, "-n", "3", "--threads", "2", "--kill", "1@0.6",
+    char *const argv[] = { FTSVM_RUN, "-n", "3", "--threads", "2", "--kill", "1@1.0",
                            "--timeout", "150", NODE_DIR "/reduce_node", "600", "5", "20000",
                            NULL };
     run_result_t r = run_cmd(argv, env, 180);
 
-    run_expect_survived(r, "3", "--kill 1@0.6");
-    cr_assert(strstr(r.output, "node 1: signal 9, injected at 0.60 s") != NULL,
+    run_expect_survived(r, "3", "--kill 1@1.0");
+    cr_assert(strstr(r.output, "node 1: signal 9, injected at 1.00 s") != NULL,
               "node 1 was not killed:\n%s", r.output);
     cr_assert_eq(run_count(r.output, "reduce_node: reductions exact on node"), 2,
                  "not every survivor exact:\n%s", r.output);
