@@ -109,8 +109,9 @@ int ftsvm_for(size_t n, size_t chunk,
               void (*fn)(size_t first, size_t count, void *arg), void *arg);
 
 /* Combines the partial result `from` into `into` (both `size` bytes), like
- * an MPI_Op or an OpenMP reduction operator. It must be associative; it runs
- * inside ftsvm_for_reduce and may not call lock, barrier or loop functions. */
+ * an MPI_Op or an OpenMP reduction operator. ftsvm applies it in a fixed
+ * order (chunk order), so it need not be commutative. It runs inside
+ * ftsvm_for_reduce and may not call lock, barrier or loop functions. */
 typedef void (*ftsvm_combine_t)(void *into, const void *from, size_t size, void *arg);
 
 /* Element-wise operators over arrays of double or int64_t (size / 8 of them). */
@@ -153,8 +154,10 @@ int ftsvm_for_reduce(size_t n, size_t chunk,
  * is durable: the next holder of its lock sees it as it was (a bank transfer
  * with only the debit written). Locks give mutual exclusion and visibility,
  * not atomicity under failures. Exactly once under failures is what
- * ftsvm_for and ftsvm_for_reduce give: a chunk takes effect whole or not at
- * all, and counts once. */
+ * ftsvm_for and ftsvm_for_reduce give: a chunk's writes to shared memory
+ * take effect whole or not at all, and its partial result counts once. What
+ * a chunk does outside shared memory (output, files) happens again when a
+ * survivor runs the chunk of a failed node again. */
 
 #ifdef __cplusplus
 }
