@@ -83,13 +83,81 @@ int ftsvm_threads(void);    /* nodes x threads per node; the main thread counts 
 
 /* Fault-tolerant parallel loop: collective, called once per live node (by
  * one thread; the node runs chunks on its ftsvm_threads()/ftsvm_nodes()
- * threads). fn(first, count, arg) runs on chunks of `chunk` items of [0, n);
- * it returns when every chunk has been committed exactly once, re-runs after
- * a failure included. A chunk's writes and its commit are in one release,
- * so a chunk a failed node was running left no trace and is run again by a
- * survivor. fn must not call lock or barrier functions. */
+ * threads: the caller and helpers made with ftsvm_thread_create, so the
+ * node's other thread slots should be free). fn(first, count, arg) runs on
+ * chunks of `chunk` items of [0, n); ftsvm_for returns when every chunk has
+ * been committed exactly once, re-runs after a failure included, and then
+ * every chunk's writes are visible to the caller. A chunk's writes and its
+ * commit are in one release, so a chunk a failed node was running left no
+ * trace and is run again by a survivor.
+ *
+ * Nothing on the node may release while chunks run, or a chunk's writes
+ * would be published before its commit and applied twice after a failure.
+ * So, every time, failure or not:
+ * - from inside fn, ftsvm_lock_acquire, ftsvm_lock_release, ftsvm_barrier,
+ *   ftsvm_for, ftsvm_for_reduce and ftsvm_finalize fail with FTSVM_ESTATE
+ *   (and ftsvm_alloc, which is collective, returns NULL), each with an error
+ *   in the log that says why;
+ * - while ftsvm_for runs on a node, the same calls from any other thread of
+ *   that node fail with FTSVM_ESTATE (a lock it holds stays held; release
+ *   it after ftsvm_for returns).
+ * A chunk that needs a combined result (a sum, a count, a maximum) instead
+ * of a lock uses ftsvm_for_reduce. fn must write only what is its own chunk's
+ * (its items, its slots): with no lock, two chunks that update the same
+ * word race, as pthreads would. */
 int ftsvm_for(size_t n, size_t chunk,
               void (*fn)(size_t first, size_t count, void *arg), void *arg);
+
+/* Combines the partial result `from` into `into` (both `size` bytes), like
+ * an MPI_Op or an OpenMP reduction operator. ftsvm applies it in a fixed
+ * order (chunk order), so it need not be commutative. It runs inside
+ * ftsvm_for_reduce and may not call lock, barrier or loop functions. */
+typedef void (*ftsvm_combine_t)(void *into, const void *from, size_t size, void *arg);
+
+/* Element-wise operators over arrays of double or int64_t (size / 8 of them). */
+void ftsvm_sum_double(void *into, const void *from, size_t size, void *arg);
+void ftsvm_sum_int64(void *into, const void *from, size_t size, void *arg);
+void ftsvm_min_double(void *into, const void *from, size_t size, void *arg);
+void ftsvm_max_double(void *into, const void *from, size_t size, void *arg);
+
+/* A reduction over a fault-tolerant loop, the exactly-once replacement for
+ * a lock in a chunk: collective like ftsvm_for, with the same chunks and
+ * rules. `result` (size bytes, the caller's private memory, up to 16 KiB)
+ * holds the identity of combine on entry (0 for a sum, -INFINITY for a
+ * maximum), the same on every node. Each chunk gets `partial`, a private
+ * copy of that identity, and leaves its chunk's result in it:
+ * fn(first, count, arg, partial). The partial is committed with the chunk,
+ * so a chunk run again after a failure counts once. On return, result holds
+ * identity (+) partial[0] (+) partial[1] (+) ... in chunk order, with (+)
+ * combine(into, from, size, arg), on every node: the same bytes everywhere
+ * and in every run, whatever the number of nodes, threads or failures
+ * (a floating-point sum is reproducible). On an error result is unchanged.
+ * FTSVM_EINVAL: fn, result or combine NULL, chunk 0, size 0 or over 16 KiB.
+ *
+ *     static void dot(size_t first, size_t count, void *arg, void *partial)
+ *     {
+ *         double *sum = partial;
+ *         for (size_t i = first; i < first + count; i++)
+ *             *sum += x[i] * y[i];
+ *     }
+ *     double sum = 0.0;
+ *     ftsvm_for_reduce(n, 1000, dot, NULL, &sum, sizeof(sum), ftsvm_sum_double);
+ */
+int ftsvm_for_reduce(size_t n, size_t chunk,
+                     void (*fn)(size_t first, size_t count, void *arg, void *partial),
+                     void *arg, void *result, size_t size, ftsvm_combine_t combine);
+
+/* Threads of one node share its intervals: a release by any thread (a lock
+ * release, a barrier) publishes everything the node's threads wrote so far,
+ * also what a sibling thread wrote inside its own critical section that it
+ * has not left yet. If the node then fails, that half-done critical section
+ * is durable: the next holder of its lock sees it as it was (a bank transfer
+ * with only the debit written). Locks give mutual exclusion and visibility,
+ * not atomicity under failures. Exactly once under failures is what
+ * ftsvm_for and ftsvm_for_reduce give: a chunk's writes to shared memory
+ * take effect whole or not at all, and its partial result counts once. What
+ * a chunk does outside shared memory (output, files) happens again when a
+ * survivor runs the chunk of a failed node again. */
 
 #ifdef __cplusplus
 }

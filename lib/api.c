@@ -1,7 +1,10 @@
 /*
  * The public API (include/ftsvm.h, DESIGN.md section 9) over the modules:
- * start-up and shutdown in order, and the entry points of shared memory,
- * locks and barriers. The node and thread identity calls live in init.c.
+ * start-up and shutdown in order, the entry points of shared memory, locks,
+ * barriers and loops, and the reduction operators. The node and thread
+ * identity calls live in init.c. Every call that releases goes through the
+ * loops' guard (failure/tasks.h): none may run inside an ftsvm_for chunk or
+ * beside a running ftsvm_for.
  */
 #include "common/log.h"
 #include "common/stats.h"
@@ -14,6 +17,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <stdint.h>
 
 int ftsvm_init(int *argc, char ***argv)
 {
@@ -91,6 +95,10 @@ int ftsvm_finalize(void)
         ftsvm_error("ftsvm_finalize without a successful ftsvm_init");
         return FTSVM_ESTATE;
     }
+    status = tasks_guard_enter("ftsvm_finalize", 0);
+    if (status != FTSVM_OK) {
+        return status;
+    }
     /* what this node wrote reaches the homes; then nobody sends us protocol
      * messages any more, and the modules may go */
     status = hlrc_release();
@@ -124,6 +132,13 @@ int ftsvm_finalize(void)
 void *ftsvm_alloc(size_t bytes)
 {
     if (ftsvm_runtime() == NULL) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (tasks_in_chunk()) {
+        /* collective: every node in the same order, which chunks are not */
+        ftsvm_error("ftsvm_alloc: refused inside an ftsvm_for chunk: it is collective, and "
+                    "each chunk runs on one node (allocate before the loop)");
         errno = EPERM;
         return NULL;
     }
@@ -164,28 +179,58 @@ static int user_lock(const char *call, unsigned lock)
 
 int ftsvm_lock_acquire(unsigned lock)
 {
+    int status;
+
     if (!user_lock("ftsvm_lock_acquire", lock)) {
         return FTSVM_ERANGE;
     }
-    return ftsvm_runtime() ? locks_acquire(lock) : FTSVM_ESTATE;
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    /* no release itself, but it opens a critical section that must end in one */
+    status = tasks_guard_enter("ftsvm_lock_acquire", 0);
+    return (status == FTSVM_OK) ? locks_acquire(lock) : status;
 }
 
 int ftsvm_lock_release(unsigned lock)
 {
+    int status;
+
     if (!user_lock("ftsvm_lock_release", lock)) {
         return FTSVM_ERANGE;
     }
-    return ftsvm_runtime() ? locks_release(lock) : FTSVM_ESTATE;
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    status = tasks_guard_enter("ftsvm_lock_release", 1);
+    if (status != FTSVM_OK) {
+        return status;   /* the lock stays held */
+    }
+    status = locks_release(lock);
+    tasks_guard_leave(1);
+    return status;
 }
 
 int ftsvm_barrier(void)
 {
-    return ftsvm_runtime() ? hlrc_barrier() : FTSVM_ESTATE;
+    int status;
+
+    if (ftsvm_runtime() == NULL) {
+        return FTSVM_ESTATE;
+    }
+    status = tasks_guard_enter("ftsvm_barrier", 0);
+    return (status == FTSVM_OK) ? hlrc_barrier() : status;
 }
 
 int ftsvm_for(size_t n, size_t chunk, void (*fn)(size_t, size_t, void *), void *arg)
 {
     return tasks_for(n, chunk, fn, arg);   /* it refuses a call before init, logged */
+}
+
+int ftsvm_for_reduce(size_t n, size_t chunk, void (*fn)(size_t, size_t, void *, void *),
+                     void *arg, void *result, size_t size, ftsvm_combine_t combine)
+{
+    return tasks_for_reduce(n, chunk, fn, arg, result, size, combine);
 }
 
 int ftsvm_alive(int node)
@@ -209,4 +254,54 @@ int ftsvm_view(void)
 int ftsvm_on_view_change(ftsvm_view_cb_t cb, void *arg)
 {
     return ftsvm_runtime() ? failure_on_view_change(cb, arg) : FTSVM_ESTATE;
+}
+
+/* ---- reduction operators: element-wise over the partial ---- */
+
+void ftsvm_sum_double(void *into, const void *from, size_t size, void *arg)
+{
+    double *a = into;
+    const double *b = from;
+    size_t i;
+
+    (void)arg;
+    for (i = 0; i < size / sizeof(double); i++) {
+        a[i] += b[i];
+    }
+}
+
+void ftsvm_sum_int64(void *into, const void *from, size_t size, void *arg)
+{
+    int64_t *a = into;
+    const int64_t *b = from;
+    size_t i;
+
+    (void)arg;
+    for (i = 0; i < size / sizeof(int64_t); i++) {
+        a[i] = (int64_t)((uint64_t)a[i] + (uint64_t)b[i]);   /* wraps, as unsigned does */
+    }
+}
+
+void ftsvm_min_double(void *into, const void *from, size_t size, void *arg)
+{
+    double *a = into;
+    const double *b = from;
+    size_t i;
+
+    (void)arg;
+    for (i = 0; i < size / sizeof(double); i++) {
+        a[i] = (b[i] < a[i]) ? b[i] : a[i];
+    }
+}
+
+void ftsvm_max_double(void *into, const void *from, size_t size, void *arg)
+{
+    double *a = into;
+    const double *b = from;
+    size_t i;
+
+    (void)arg;
+    for (i = 0; i < size / sizeof(double); i++) {
+        a[i] = (b[i] > a[i]) ? b[i] : a[i];
+    }
 }

@@ -1,30 +1,42 @@
 /*
- * ftsvm_for (DESIGN.md section 8): a parallel loop whose chunks are claimed
- * and committed in a task table in shared memory, under the library's own
- * lock TASKS_LOCK_FIRST, so that every chunk takes effect exactly once even
- * when a node dies in the middle (guarantee 3 of section 1).
+ * ftsvm_for and ftsvm_for_reduce (DESIGN.md section 8): parallel loops whose
+ * chunks are claimed and committed in a task table in shared memory, under
+ * the library's own lock TASKS_LOCK_FIRST, so that every chunk takes effect
+ * exactly once even when a node dies in the middle (guarantee 3 of section 1).
  *
  * The table. One collective ftsvm_alloc at the first call, reused by every
  * later call: a header (the generation it describes, the cursor of the next
- * never-claimed chunk, how many chunks are committed) and TASKS_TABLE_CHUNKS
- * chunk words  generation << 32 | state << 24 | owner node.  A loop of more
- * chunks runs as consecutive windows of TASKS_TABLE_CHUNKS chunks. Each
- * window has a generation of its own: every node counts the windows of
- * every call, and since every live node makes the same calls, they agree
- * on the numbers with no message. A word or a header of an older generation
- * means "free", so the table is never reset and no barrier is needed. A
- * header of a newer generation means that someone saw this window complete.
+ * never-claimed chunk, how many chunks are committed, whether it is a
+ * reduction's), up to TASKS_TABLE_CHUNKS chunk words
+ * generation << 32 | state << 24 | owner node, and one word per node: the
+ * last reduction window the node folded. A loop of more chunks runs as
+ * consecutive windows. Each window has a generation of its own: every node
+ * counts the windows of every call, and since every live node makes the same
+ * calls, they agree on the numbers with no message. A word or a header of an
+ * older generation means "free", so the table is never reset and no barrier
+ * is needed. A header of a newer generation means that someone saw this
+ * window complete.
  *
  * Exactly once. A node claims a batch of up to T chunks (T threads per
  * node) inside one critical section of the lock, runs the batch on its T
  * threads, and commits it in the next critical section, which also claims
- * the following batch. Nothing on this node releases between the two (fn
- * must not take locks or barriers; the caller runs no other releasing
- * thread meanwhile), so the chunks' writes and their commit marks are in
- * the same interval of the node: after a failure of the node, either both
- * are visible (the chunk is done) or neither (the chunk is still "claimed"
- * by a node that is no longer alive, which is as good as free, and a
- * survivor runs it again on the memory as it was before).
+ * the following batch. Nothing on this node releases between the two (the
+ * guard below refuses every releasing call meanwhile), so the chunks' writes
+ * and their commit marks are in the same interval of the node: after a
+ * failure of the node, either both are visible (the chunk is done) or
+ * neither (the chunk is still "claimed" by a node that is no longer alive,
+ * which is as good as free, and a survivor runs it again on the memory as it
+ * was before).
+ *
+ * Reductions. A chunk of ftsvm_for_reduce leaves its partial result in a
+ * slot of a shared slot area (one slot per chunk of a window), written before
+ * the commit and so in the commit's interval: a slot a failed node wrote and
+ * did not commit is invisible, and the chunk's re-run writes it whole. When a
+ * node sees a window complete (under the lock) it folds the window's slots,
+ * in chunk order, into its own result and records that in its fold word; the
+ * next window, whose chunks reuse the slots, starts only when every live node
+ * has folded. The result is the same on every node and in every run: the
+ * chunks are fixed by n and chunk, the order by their index.
  *
  * The node returns when it sees, under the lock, every chunk of the last
  * window committed; by release consistency it then sees every chunk's
@@ -47,10 +59,13 @@
 
 /* chunks per window: 32 KiB of chunk words */
 #define TASKS_TABLE_CHUNKS 4096u
-#define TASKS_HEADER_WORDS 8u     /* generation, cursor, committed, spare (one line) */
+#define TASKS_HEADER_WORDS 8u     /* generation, cursor, committed, reduce, spare (one line) */
 #define TASKS_MAX_THREADS  256
+/* the reduction slots: a window of a reduction has as many chunks as fit */
+#define TASKS_SLOT_BYTES   (1u << 20)
+#define TASKS_SLOT_ALIGN   16u
 
-enum { HDR_GENERATION, HDR_CURSOR, HDR_COMMITTED };
+enum { HDR_GENERATION, HDR_CURSOR, HDR_COMMITTED, HDR_REDUCE };
 
 enum { CHUNK_CLAIMED = 1, CHUNK_COMMITTED = 2 };
 
@@ -65,18 +80,131 @@ enum { CHUNK_CLAIMED = 1, CHUNK_COMMITTED = 2 };
 #define BACKOFF_MAX_NS    1000000L
 
 enum { TASKS_STAT_CALLS, TASKS_STAT_WINDOWS, TASKS_STAT_CHUNKS, TASKS_STAT_RERUNS,
-       TASKS_STAT_SECTIONS, TASKS_STAT_WAITS, TASKS_STAT_STALE, TASKS_STAT_COUNT };
-
-/* set on the threads that run an ftsvm_for's chunks (fn must not nest one) */
-static __thread int in_loop;
+       TASKS_STAT_SECTIONS, TASKS_STAT_WAITS, TASKS_STAT_STALE, TASKS_STAT_REFUSED,
+       TASKS_STAT_COUNT };
 
 static struct {
     pthread_mutex_t    mutex;        /* one ftsvm_for at a time on this node */
-    volatile uint64_t *table;        /* shared: header, then the chunk words */
+    volatile uint64_t *table;        /* shared: header, chunk words, fold words */
+    uint8_t           *slots;        /* shared: the reductions' partial results */
     uint32_t           generation;   /* of the last window this node ran */
     stats_group_t      stats;
     int                registered;
 } tasks = { .mutex = PTHREAD_MUTEX_INITIALIZER };
+
+/* ---- the guard: nothing on the node releases while chunks run ----
+ *
+ * A release publishes every write of the node's open interval, those of a
+ * running or finished but uncommitted chunk included, ahead of the chunk's
+ * commit mark: if the node died then, a survivor would run the chunk again
+ * on top of its published writes (a lock taken in a chunk to add to a
+ * counter counts items twice). So while an ftsvm_for runs on a node, the
+ * public calls that release or lead to a release (lock acquire and release,
+ * barrier, ftsvm_for, ftsvm_finalize) fail with FTSVM_ESTATE, in every run,
+ * failure or not: from a chunk (in_chunk, per thread: the threads that run
+ * chunks are the caller and its helpers) and from any other thread of the
+ * node (guard.loops).
+ *
+ * Refused, not made safe. Holding another thread's release back until the
+ * loop returns would keep exactly once, but that thread would stall for a
+ * whole loop with no word, and a barrier held back so would deadlock with a
+ * caller whose next ftsvm_for waited for it; a release let through at a
+ * point between batches would still publish the last batch's writes ahead
+ * of their commit. A clear error, the same in every run, is what a user can
+ * act on. A lock release already under way when ftsvm_for starts ends first
+ * (it takes bounded time; guard.releasing); an acquire under way is no
+ * release. A barrier entered before the loop cannot release during it: its
+ * node's part starts when every registered thread arrived, the loop's
+ * caller and helpers included.
+ */
+static __thread int in_chunk;
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t  cond;        /* releasing fell to 0 */
+    int             loops;       /* an ftsvm_for runs on this node */
+    unsigned        releasing;   /* guarded lock releases in flight */
+} guard = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+
+static int refuse_in_chunk(const char *call)
+{
+    ftsvm_error("%s: refused inside an ftsvm_for chunk: a chunk takes no lock, barrier or "
+                "loop (what it wrote would be published before its commit mark, and applied "
+                "twice if a failure made it run again); for a result, use ftsvm_for_reduce",
+                call);
+    stats_add(&tasks.stats, TASKS_STAT_REFUSED, 1);
+    return FTSVM_ESTATE;
+}
+
+static int refuse_in_loop(const char *call)
+{
+    ftsvm_error("%s: refused while ftsvm_for runs on this node: a release by another thread "
+                "would publish the running chunks' writes before their commit marks, and "
+                "break exactly once if this node failed; call it after ftsvm_for returns",
+                call);
+    stats_add(&tasks.stats, TASKS_STAT_REFUSED, 1);
+    return FTSVM_ESTATE;
+}
+
+int tasks_in_chunk(void)
+{
+    return in_chunk;
+}
+
+int tasks_guard_enter(const char *call, int releases)
+{
+    int loops;
+
+    if (in_chunk) {
+        return refuse_in_chunk(call);
+    }
+    pthread_mutex_lock(&guard.mutex);
+    loops = guard.loops;
+    if (!loops && releases) {
+        guard.releasing++;
+    }
+    pthread_mutex_unlock(&guard.mutex);
+    return loops ? refuse_in_loop(call) : FTSVM_OK;
+}
+
+void tasks_guard_leave(int releases)
+{
+    if (!releases) {
+        return;
+    }
+    pthread_mutex_lock(&guard.mutex);
+    if (--guard.releasing == 0) {
+        pthread_cond_broadcast(&guard.cond);
+    }
+    pthread_mutex_unlock(&guard.mutex);
+}
+
+/* From here until loop_end no other releasing call starts on this node, and
+ * none is under way. */
+static int loop_begin(const char *call)
+{
+    if (in_chunk) {
+        return refuse_in_chunk(call);
+    }
+    pthread_mutex_lock(&guard.mutex);
+    if (guard.loops) {
+        pthread_mutex_unlock(&guard.mutex);
+        return refuse_in_loop(call);
+    }
+    guard.loops = 1;
+    while (guard.releasing > 0) {
+        pthread_cond_wait(&guard.cond, &guard.mutex);
+    }
+    pthread_mutex_unlock(&guard.mutex);
+    return FTSVM_OK;
+}
+
+static void loop_end(void)
+{
+    pthread_mutex_lock(&guard.mutex);
+    guard.loops = 0;
+    pthread_mutex_unlock(&guard.mutex);
+}
 
 /* ---- one call: the loop, the window being worked on, the node's batch ---- */
 
@@ -87,10 +215,22 @@ typedef struct tasks_batch {
     size_t   window_first;               /* its first chunk in the loop */
 } tasks_batch_t;
 
+/* what ftsvm_for_reduce adds to a loop */
+typedef struct tasks_reduce {
+    void   (*fn)(size_t first, size_t count, void *arg, void *partial);
+    void   (*combine)(void *into, const void *from, size_t size, void *arg);
+    size_t   size, stride;   /* of a partial; of its slot */
+    uint8_t *identity;       /* the caller's result on entry */
+    uint8_t *acc;            /* the folded partials, in chunk order */
+    uint8_t *scratch;        /* a partial per chunk of the batch, private */
+} tasks_reduce_t;
+
 typedef struct tasks_call {
     size_t   n, chunk, nchunks;
+    size_t   window;          /* chunks per window */
     void   (*fn)(size_t first, size_t count, void *arg);
     void    *arg;
+    tasks_reduce_t reduce;    /* reduce.fn NULL: a plain loop */
     int      node, threads;
 
     /* the batch the node's threads run now; under `mutex` */
@@ -104,13 +244,27 @@ typedef struct tasks_call {
     int             quit;
 } tasks_call_t;
 
-static void run_chunk(tasks_call_t *call, size_t in_window)
+static void run_chunk(tasks_call_t *call, unsigned in_batch)
 {
+    size_t in_window = call->batch.index[in_batch];
     size_t index = call->batch.window_first + in_window;
     size_t first = index * call->chunk;
     size_t count = (call->n - first < call->chunk) ? call->n - first : call->chunk;
+    tasks_reduce_t *r = &call->reduce;
+    uint8_t *partial;
 
-    call->fn(first, count, call->arg);
+    in_chunk = 1;
+    if (r->fn == NULL) {
+        call->fn(first, count, call->arg);
+    } else {
+        partial = r->scratch + (size_t)in_batch * r->stride;
+        memcpy(partial, r->identity, r->size);
+        r->fn(first, count, call->arg, partial);
+        /* in the interval of the chunk's commit mark: no release comes
+         * between here and the commit (the guard) */
+        memcpy(tasks.slots + in_window * r->stride, partial, r->size);
+    }
+    in_chunk = 0;
 }
 
 /* Hand out the posted batch's chunks until none is left; the calling thread
@@ -118,10 +272,10 @@ static void run_chunk(tasks_call_t *call, size_t in_window)
 static void run_posted(tasks_call_t *call)
 {
     while (call->next < call->batch.count) {
-        size_t in_window = call->batch.index[call->next++];
+        unsigned in_batch = call->next++;
 
         pthread_mutex_unlock(&call->mutex);
-        run_chunk(call, in_window);
+        run_chunk(call, in_batch);
         pthread_mutex_lock(&call->mutex);
         if (++call->finished == call->batch.count) {
             pthread_cond_signal(&call->done_cond);
@@ -134,7 +288,6 @@ static void *helper_main(void *arg)
     tasks_call_t *call = arg;
     unsigned seen = 0;
 
-    in_loop = 1;
     pthread_mutex_lock(&call->mutex);
     for (;;) {
         while (!call->quit && call->round == seen) {
@@ -172,6 +325,12 @@ static void run_batch(tasks_call_t *call)
 static volatile uint64_t *chunk_word(size_t in_window)
 {
     return tasks.table + TASKS_HEADER_WORDS + in_window;
+}
+
+/* the last reduction window `node` folded */
+static volatile uint64_t *fold_word(int node)
+{
+    return tasks.table + TASKS_HEADER_WORDS + TASKS_TABLE_CHUNKS + node;
 }
 
 /* Mark the batch committed. A word that no longer names this node as the
@@ -217,7 +376,39 @@ static int some_node_failed(int node)
     return 0;
 }
 
-typedef enum { CLAIM_GOT, CLAIM_WAIT, CLAIM_DONE } claim_t;
+/* 1 when a live node has not folded reduction window `generation` yet: its
+ * slots must stay as they are */
+static int fold_pending(uint32_t generation)
+{
+    int j, nodes = ftsvm_nodes();
+
+    for (j = 0; j < nodes; j++) {
+        if (*fold_word(j) < generation && ftsvm_alive(j) == 1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The window of `generation` is complete: fold its `count` slots into the
+ * node's result, in chunk order, once. */
+static void fold_window(tasks_call_t *call, uint32_t generation, size_t count)
+{
+    tasks_reduce_t *r = &call->reduce;
+    size_t i;
+
+    if (*fold_word(call->node) >= generation) {
+        return;
+    }
+    in_chunk = 1;   /* combine is user code: no releasing call from it */
+    for (i = 0; i < count; i++) {
+        r->combine(r->acc, tasks.slots + i * r->stride, r->size, call->arg);
+    }
+    in_chunk = 0;
+    *fold_word(call->node) = generation;
+}
+
+typedef enum { CLAIM_GOT, CLAIM_WAIT, CLAIM_DONE, CLAIM_LOST } claim_t;
 
 /* Claim up to call->threads chunks of the window of `generation` (its first
  * chunk is `window_first`, it has `count` chunks) into the batch. */
@@ -230,15 +421,30 @@ static claim_t claim_batch(tasks_call_t *call, uint32_t generation, size_t windo
     size_t i;
 
     if (hdr[HDR_GENERATION] > generation) {
-        return CLAIM_DONE;        /* someone saw it complete and went on */
+        /* someone saw it complete and went on; a reduction's window only
+         * once this node folded it, unless it was taken for failed */
+        if (call->reduce.fn != NULL && *fold_word(call->node) < generation) {
+            ftsvm_error("ftsvm_for_reduce: window %u went on without this node's part of "
+                        "the result: was this node thought failed?", generation);
+            return CLAIM_LOST;
+        }
+        return CLAIM_DONE;
     }
     if (hdr[HDR_GENERATION] < generation) {
-        /* the first node at this window; the previous one is complete */
+        /* the first node at this window; the previous one is complete, and
+         * if it was a reduction's, its slots stay until every node has them */
+        if (hdr[HDR_REDUCE] && fold_pending((uint32_t)hdr[HDR_GENERATION])) {
+            return CLAIM_WAIT;
+        }
         hdr[HDR_GENERATION] = generation;
         hdr[HDR_CURSOR]     = 0;
         hdr[HDR_COMMITTED]  = 0;
+        hdr[HDR_REDUCE]     = call->reduce.fn != NULL;
     }
     if (hdr[HDR_COMMITTED] >= count) {
+        if (call->reduce.fn != NULL) {
+            fold_window(call, generation, count);
+        }
         return CLAIM_DONE;
     }
     b->count        = 0;
@@ -307,11 +513,16 @@ static int tasks_unlock(void)
     return status;
 }
 
+static size_t call_windows(const tasks_call_t *call)
+{
+    return (call->nchunks + call->window - 1) / call->window;
+}
+
 /* Windows from `base` + 1 on: claim, run, commit (with the next claim) until
  * every window is seen complete. */
 static int run_windows(tasks_call_t *call, uint32_t base)
 {
-    size_t nwindows = (call->nchunks + TASKS_TABLE_CHUNKS - 1) / TASKS_TABLE_CHUNKS;
+    size_t nwindows = call_windows(call);
     size_t window = 0, first, count;
     long wait_ns = BACKOFF_FIRST_NS;
     claim_t claim = CLAIM_WAIT;
@@ -328,9 +539,9 @@ static int run_windows(tasks_call_t *call, uint32_t base)
             commit_batch(call);
         }
         while (window < nwindows) {
-            first = window * TASKS_TABLE_CHUNKS;
+            first = window * call->window;
             count = call->nchunks - first;
-            count = (count < TASKS_TABLE_CHUNKS) ? count : TASKS_TABLE_CHUNKS;
+            count = (count < call->window) ? count : call->window;
             claim = claim_batch(call, base + 1 + (uint32_t)window, first, count);
             if (claim != CLAIM_DONE) {
                 break;
@@ -342,6 +553,9 @@ static int run_windows(tasks_call_t *call, uint32_t base)
         status = tasks_unlock();
         if (status != FTSVM_OK) {
             return status;
+        }
+        if (claim == CLAIM_LOST) {
+            return FTSVM_EFENCED;
         }
         if (claim == CLAIM_GOT) {
             wait_ns = BACKOFF_FIRST_NS;
@@ -356,79 +570,80 @@ static int run_windows(tasks_call_t *call, uint32_t base)
     return FTSVM_OK;
 }
 
-static int tasks_table(void)
+static void tasks_register_stats(void)
 {
     static const char *const names[TASKS_STAT_COUNT] = {
         [TASKS_STAT_CALLS] = "calls",       [TASKS_STAT_WINDOWS] = "windows",
         [TASKS_STAT_CHUNKS] = "chunks_run", [TASKS_STAT_RERUNS] = "chunks_taken_over",
         [TASKS_STAT_SECTIONS] = "critical_sections", [TASKS_STAT_WAITS] = "waits",
-        [TASKS_STAT_STALE] = "stale_commits",
+        [TASKS_STAT_STALE] = "stale_commits", [TASKS_STAT_REFUSED] = "calls_refused",
     };
     size_t i;
 
-    if (tasks.table != NULL) {
-        return FTSVM_OK;
+    if (tasks.registered) {
+        return;
     }
-    /* collective: every live node gets here at its first ftsvm_for */
-    tasks.table = ftsvm_alloc((TASKS_HEADER_WORDS + TASKS_TABLE_CHUNKS) * sizeof(uint64_t));
+    tasks.stats.module = "tasks";
+    tasks.stats.count  = TASKS_STAT_COUNT;
+    for (i = 0; i < TASKS_STAT_COUNT; i++) {
+        tasks.stats.names[i] = names[i];
+    }
+    stats_register(&tasks.stats);
+    tasks.registered = 1;
+}
+
+/* Collective: every live node gets here at its first ftsvm_for, and at its
+ * first ftsvm_for_reduce for the slots. */
+static int tasks_shared(int reduce)
+{
     if (tasks.table == NULL) {
-        ftsvm_error("ftsvm_for: cannot allocate the task table (FTSVM_SHARED_SIZE?)");
-        return FTSVM_ENOMEM;
-    }
-    if (!tasks.registered) {
-        tasks.stats.module = "tasks";
-        tasks.stats.count  = TASKS_STAT_COUNT;
-        for (i = 0; i < TASKS_STAT_COUNT; i++) {
-            tasks.stats.names[i] = names[i];
+        tasks.table = ftsvm_alloc((TASKS_HEADER_WORDS + TASKS_TABLE_CHUNKS +
+                                   (size_t)ftsvm_nodes()) * sizeof(uint64_t));
+        if (tasks.table == NULL) {
+            ftsvm_error("ftsvm_for: cannot allocate the task table (FTSVM_SHARED_SIZE?)");
+            return FTSVM_ENOMEM;
         }
-        stats_register(&tasks.stats);
-        tasks.registered = 1;
+    }
+    if (reduce && tasks.slots == NULL) {
+        tasks.slots = ftsvm_alloc(TASKS_SLOT_BYTES);
+        if (tasks.slots == NULL) {
+            ftsvm_error("ftsvm_for_reduce: cannot allocate %u bytes of result slots "
+                        "(FTSVM_SHARED_SIZE?)", TASKS_SLOT_BYTES);
+            return FTSVM_ENOMEM;
+        }
     }
     return FTSVM_OK;
 }
 
-int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, void *arg),
-              void *arg)
+/* threads that run a batch: the node's, the caller's included */
+static int node_threads(void)
+{
+    int per_node = ftsvm_threads() / ftsvm_nodes();
+
+    return (per_node < 1) ? 1 : (per_node > TASKS_MAX_THREADS) ? TASKS_MAX_THREADS : per_node;
+}
+
+/* The loop of either call, on this node's threads; the guard is set. */
+static int tasks_run(tasks_call_t *call)
 {
     pthread_t helpers[TASKS_MAX_THREADS];
-    tasks_call_t *call;
+    int status, nhelpers = 0, i;
     uint32_t base;
-    int status, nhelpers = 0, i, per_node;
 
-    if (ftsvm_runtime() == NULL) {
-        ftsvm_error("ftsvm_for before ftsvm_init or after ftsvm_finalize");
-        return FTSVM_ESTATE;
-    }
-    if (fn == NULL || chunk == 0) {
-        ftsvm_error("ftsvm_for: %s", fn == NULL ? "fn is NULL" : "chunk is 0");
-        return FTSVM_EINVAL;
-    }
-    if (in_loop) {
-        ftsvm_error("ftsvm_for called from a chunk of another ftsvm_for");
-        return FTSVM_ESTATE;
-    }
-    if (n == 0) {
-        return FTSVM_OK;   /* every node returns at once: no window, no generation */
-    }
-    call = calloc(1, sizeof(*call));
-    if (call == NULL) {
-        ftsvm_error("ftsvm_for: out of memory");
-        return FTSVM_ENOMEM;
-    }
     pthread_mutex_lock(&tasks.mutex);
-    status = tasks_table();
+    tasks_register_stats();
+    status = tasks_shared(call->reduce.fn != NULL);
     if (status != FTSVM_OK) {
-        goto out;
+        pthread_mutex_unlock(&tasks.mutex);
+        return status;
     }
-    per_node = ftsvm_threads() / ftsvm_nodes();
-    call->n       = n;
-    call->chunk   = chunk;
-    call->nchunks = n / chunk + (n % chunk != 0);
-    call->fn      = fn;
-    call->arg     = arg;
+    call->nchunks = call->n / call->chunk + (call->n % call->chunk != 0);
+    call->window  = TASKS_TABLE_CHUNKS;
+    if (call->reduce.fn != NULL && TASKS_SLOT_BYTES / call->reduce.stride < call->window) {
+        call->window = TASKS_SLOT_BYTES / call->reduce.stride;
+    }
     call->node    = ftsvm_node();
-    call->threads = (per_node < 1) ? 1 : (per_node > TASKS_MAX_THREADS) ? TASKS_MAX_THREADS
-                                                                        : per_node;
+    call->threads = node_threads();
     pthread_mutex_init(&call->mutex, NULL);
     pthread_cond_init(&call->work_cond, NULL);
     pthread_cond_init(&call->done_cond, NULL);
@@ -442,12 +657,9 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
     }
     /* generations are counted by windows, the same on every live node */
     base = tasks.generation;
-    tasks.generation += (uint32_t)((call->nchunks + TASKS_TABLE_CHUNKS - 1) /
-                                   TASKS_TABLE_CHUNKS);
+    tasks.generation += (uint32_t)call_windows(call);
     stats_add(&tasks.stats, TASKS_STAT_CALLS, 1);
-    in_loop = 1;
     status = run_windows(call, base);
-    in_loop = 0;
 
     pthread_mutex_lock(&call->mutex);
     call->quit = 1;
@@ -459,8 +671,115 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
     pthread_cond_destroy(&call->done_cond);
     pthread_cond_destroy(&call->work_cond);
     pthread_mutex_destroy(&call->mutex);
-out:
     pthread_mutex_unlock(&tasks.mutex);
+    return status;
+}
+
+int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, void *arg),
+              void *arg)
+{
+    tasks_call_t *call;
+    int status;
+
+    if (ftsvm_runtime() == NULL) {
+        ftsvm_error("ftsvm_for before ftsvm_init or after ftsvm_finalize");
+        return FTSVM_ESTATE;
+    }
+    if (fn == NULL || chunk == 0) {
+        ftsvm_error("ftsvm_for: %s", fn == NULL ? "fn is NULL" : "chunk is 0");
+        return FTSVM_EINVAL;
+    }
+    status = loop_begin("ftsvm_for");
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    if (n == 0) {
+        goto out_loop;   /* every node returns at once: no window, no generation */
+    }
+    call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        ftsvm_error("ftsvm_for: out of memory");
+        status = FTSVM_ENOMEM;
+        goto out_loop;
+    }
+    call->n     = n;
+    call->chunk = chunk;
+    call->fn    = fn;
+    call->arg   = arg;
+    status = tasks_run(call);
     free(call);
+out_loop:
+    loop_end();
+    return status;
+}
+
+int tasks_for_reduce(size_t n, size_t chunk,
+                     void (*fn)(size_t first, size_t count, void *arg, void *partial),
+                     void *arg, void *result, size_t size,
+                     void (*combine)(void *into, const void *from, size_t size, void *arg))
+{
+    tasks_call_t *call;
+    tasks_reduce_t *r;
+    int status;
+
+    if (ftsvm_runtime() == NULL) {
+        ftsvm_error("ftsvm_for_reduce before ftsvm_init or after ftsvm_finalize");
+        return FTSVM_ESTATE;
+    }
+    if (fn == NULL || chunk == 0 || result == NULL || combine == NULL) {
+        ftsvm_error("ftsvm_for_reduce: %s is %s", fn == NULL ? "fn" : chunk == 0 ? "chunk" :
+                    result == NULL ? "result" : "combine", chunk == 0 && fn != NULL ? "0" :
+                    "NULL");
+        return FTSVM_EINVAL;
+    }
+    if (size == 0 || size > TASKS_REDUCE_MAX) {
+        ftsvm_error("ftsvm_for_reduce: a partial result of %zu bytes (1..%u)", size,
+                    TASKS_REDUCE_MAX);
+        return FTSVM_EINVAL;
+    }
+    status = loop_begin("ftsvm_for_reduce");
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    if (n == 0) {
+        goto out_loop;   /* result keeps the identity */
+    }
+    call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        status = FTSVM_ENOMEM;
+        goto err_loop;
+    }
+    r = &call->reduce;
+    r->stride   = (size + TASKS_SLOT_ALIGN - 1) / TASKS_SLOT_ALIGN * TASKS_SLOT_ALIGN;
+    /* the identity, the folded result, a scratch partial per thread */
+    r->identity = malloc(r->stride * (2u + (size_t)node_threads()));
+    if (r->identity == NULL) {
+        status = FTSVM_ENOMEM;
+        goto err_call;
+    }
+    r->acc     = r->identity + r->stride;
+    r->scratch = r->acc + r->stride;
+    memcpy(r->identity, result, size);
+    memcpy(r->acc, result, size);
+    r->fn      = fn;
+    r->combine = combine;
+    r->size    = size;
+    call->n     = n;
+    call->chunk = chunk;
+    call->arg   = arg;
+    status = tasks_run(call);
+    if (status == FTSVM_OK) {
+        memcpy(result, r->acc, size);
+    }
+    free(r->identity);
+    free(call);
+    goto out_loop;
+
+err_call:
+    free(call);
+err_loop:
+    ftsvm_error("ftsvm_for_reduce: out of memory");
+out_loop:
+    loop_end();
     return status;
 }

@@ -18,7 +18,20 @@
  *   for_node args
  *       bad arguments: chunk 0, fn NULL, ftsvm_for before ftsvm_init, an
  *       ftsvm_for inside a chunk; the library's lock ids are refused; n = 0
- *       runs nothing.
+ *       runs nothing; ftsvm_for_reduce's bad arguments.
+ *   for_node misuse N [SLEEP_US]
+ *       every chunk of an ftsvm_for over N items (chunks of 1) calls what
+ *       releases or is collective: lock acquire and release, barrier, a
+ *       nested ftsvm_for and ftsvm_for_reduce, ftsvm_finalize (each must
+ *       give FTSVM_ESTATE) and ftsvm_alloc (NULL); a reduction's fn and
+ *       combine try a lock too. Each chunk records what was refused in its
+ *       own word and counts its run; every node checks all of them after the
+ *       loop ("misuse refused in every chunk"). Another thread of the node,
+ *       holding a lock taken before the loop, tries the same calls while the
+ *       first chunk of the node runs (all FTSVM_ESTATE), and releases the
+ *       lock after the loop ("another thread refused"); it takes a thread
+ *       slot, so the loop runs on one thread fewer. With SLEEP_US the chunks
+ *       sleep (each node gets chunks; a test can kill a node mid-loop).
  *
  * Exit 0 when every check held, 10 with a message otherwise.
  */
@@ -26,6 +39,7 @@
 #include "api_check.h"
 #include "ftsvm.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,8 +187,18 @@ static void nest(size_t first, size_t count, void *arg)
     }
 }
 
+static void no_partial(size_t first, size_t count, void *arg, void *partial)
+{
+    (void)first;
+    (void)count;
+    (void)arg;
+    (void)partial;
+}
+
 static void test_args(void)
 {
+    int64_t sum = 0;
+
     unsigned last_user_lock = LIBRARY_LOCK_FIRST - 1;
 
     expect(ftsvm_for(10, 1, NULL, NULL) == FTSVM_EINVAL, "fn NULL");
@@ -189,21 +213,212 @@ static void test_args(void)
     ok(ftsvm_lock_release(last_user_lock));
     ok(ftsvm_for(4, 1, nest, NULL));
     expect(nested_wrong == 0, "a nested ftsvm_for gave %d, not FTSVM_ESTATE", nested_wrong);
+    expect(ftsvm_for_reduce(4, 1, NULL, NULL, &sum, 8, ftsvm_sum_int64) == FTSVM_EINVAL,
+           "reduce: fn NULL");
+    expect(ftsvm_for_reduce(4, 0, no_partial, NULL, &sum, 8, ftsvm_sum_int64) == FTSVM_EINVAL,
+           "reduce: chunk 0");
+    expect(ftsvm_for_reduce(4, 1, no_partial, NULL, NULL, 8, ftsvm_sum_int64) == FTSVM_EINVAL,
+           "reduce: result NULL");
+    expect(ftsvm_for_reduce(4, 1, no_partial, NULL, &sum, 8, NULL) == FTSVM_EINVAL,
+           "reduce: combine NULL");
+    expect(ftsvm_for_reduce(4, 1, no_partial, NULL, &sum, 0, ftsvm_sum_int64) == FTSVM_EINVAL,
+           "reduce: size 0");
+    expect(ftsvm_for_reduce(4, 1, no_partial, NULL, &sum, 16 * 1024 + 1, ftsvm_sum_int64) ==
+           FTSVM_EINVAL, "reduce: size over 16 KiB");
+    sum = 42;
+    ok(ftsvm_for_reduce(0, 1, no_partial, NULL, &sum, 8, ftsvm_sum_int64));
+    expect(sum == 42, "a reduction over nothing left %lld, not the identity", (long long)sum);
     /* a loop still works after the refusals */
     ok(ftsvm_for(5, 2, count_runs, NULL));
     ok(ftsvm_barrier());
     printf("for_node %d: bad arguments refused\n", ftsvm_node());
 }
 
+/* ---- misuse: what a chunk, or another thread during a loop, may not call ---- */
+
+enum { REFUSED_ACQUIRE = 1, REFUSED_RELEASE = 2, REFUSED_BARRIER = 4, REFUSED_FOR = 8,
+       REFUSED_REDUCE = 16, REFUSED_FINALIZE = 32, REFUSED_ALLOC = 64, REFUSED_ALL = 127 };
+
+typedef struct misuse {
+    uint64_t *refused;    /* per chunk: the REFUSED_* bits it saw */
+    uint64_t *hits;       /* per chunk: its runs */
+    long      sleep_us;
+    /* the other thread's turn: posted by the first chunk run on this node */
+    pthread_mutex_t mutex;
+    pthread_cond_t  cond;
+    int             holding, go, done, first_taken, loop_over;
+    unsigned        other_refused;
+} misuse_t;
+
+static misuse_t misuse = { .mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void refuse_partial(size_t first, size_t count, void *arg, void *partial)
+{
+    (void)first;
+    (void)count;
+    (void)arg;
+    *(uint64_t *)partial = ftsvm_lock_acquire(3) == FTSVM_ESTATE;
+}
+
+static void refuse_combine(void *into, const void *from, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    *(uint64_t *)into += *(const uint64_t *)from + (ftsvm_lock_acquire(3) == FTSVM_ESTATE);
+}
+
+static unsigned refused_in_reduce(void)
+{
+    uint64_t both = 0;
+    int status = ftsvm_for_reduce(2, 1, refuse_partial, NULL, &both, sizeof(both),
+                                  refuse_combine);
+
+    return status == FTSVM_ESTATE ? REFUSED_REDUCE : 0;
+}
+
+/* the calls a chunk or a sibling thread must not make, as REFUSED_* bits */
+static unsigned try_releasing_calls(void)
+{
+    unsigned bits = 0;
+
+    bits |= ftsvm_lock_acquire(1) == FTSVM_ESTATE ? REFUSED_ACQUIRE : 0;
+    bits |= ftsvm_lock_release(1) == FTSVM_ESTATE ? REFUSED_RELEASE : 0;
+    bits |= ftsvm_barrier() == FTSVM_ESTATE ? REFUSED_BARRIER : 0;
+    bits |= ftsvm_for(1, 1, count_runs, NULL) == FTSVM_ESTATE ? REFUSED_FOR : 0;
+    bits |= refused_in_reduce();
+    bits |= ftsvm_finalize() == FTSVM_ESTATE ? REFUSED_FINALIZE : 0;
+    return bits;
+}
+
+/* the lock the other thread holds across the loop, one per node */
+static unsigned held_lock(void)
+{
+    return 100u + (unsigned)ftsvm_node();
+}
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    ok(ftsvm_lock_acquire(held_lock()));   /* held across the loop */
+    pthread_mutex_lock(&misuse.mutex);
+    misuse.holding = 1;
+    pthread_cond_broadcast(&misuse.cond);
+    while (!misuse.go) {
+        pthread_cond_wait(&misuse.cond, &misuse.mutex);
+    }
+    pthread_mutex_unlock(&misuse.mutex);
+    if (!misuse.loop_over) {
+        /* the loop runs on this node now */
+        pthread_mutex_unlock(&misuse.mutex);
+        misuse.other_refused = try_releasing_calls() & ~REFUSED_RELEASE;
+        misuse.other_refused |= ftsvm_lock_release(held_lock()) == FTSVM_ESTATE ?
+                                REFUSED_RELEASE : 0;
+        pthread_mutex_lock(&misuse.mutex);
+        misuse.done = 1;
+        pthread_cond_broadcast(&misuse.cond);
+        while (!misuse.loop_over) {
+            pthread_cond_wait(&misuse.cond, &misuse.mutex);
+        }
+    }
+    pthread_mutex_unlock(&misuse.mutex);
+    ok(ftsvm_lock_release(held_lock()));   /* the lock it kept: released after the loop */
+    return NULL;
+}
+
+/* while the first chunk of this node runs, the other thread tries its calls */
+static void let_other_thread_try(void)
+{
+    pthread_mutex_lock(&misuse.mutex);
+    if (!misuse.first_taken && misuse.holding) {
+        misuse.first_taken = 1;
+        misuse.go = 1;
+        pthread_cond_broadcast(&misuse.cond);
+        while (!misuse.done) {
+            pthread_cond_wait(&misuse.cond, &misuse.mutex);
+        }
+    }
+    pthread_mutex_unlock(&misuse.mutex);
+}
+
+static void misuse_chunk(size_t first, size_t count, void *arg)
+{
+    unsigned bits = try_releasing_calls();
+
+    (void)count;
+    (void)arg;
+    bits |= ftsvm_alloc(64) == NULL ? REFUSED_ALLOC : 0;
+    misuse.refused[first] = bits;
+    misuse.hits[first]++;
+    let_other_thread_try();
+    if (misuse.sleep_us > 0) {
+        struct timespec ts = { misuse.sleep_us / 1000000, (misuse.sleep_us % 1000000) * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void test_misuse(int argc, char **argv)
+{
+    pthread_t other;
+    uint64_t refusals = 0;
+    unsigned want;
+    size_t n, c;
+
+    expect(argc >= 3, "usage: for_node misuse N [SLEEP_US]");
+    n = strtoull(argv[2], NULL, 10);
+    misuse.sleep_us = argc > 3 ? atol(argv[3]) : 0;
+    misuse.refused = shared(n * sizeof(uint64_t));
+    misuse.hits = shared(n * sizeof(uint64_t));
+    ok(ftsvm_barrier());
+    ok(ftsvm_thread_create(&other, other_thread, NULL));
+    pthread_mutex_lock(&misuse.mutex);
+    while (!misuse.holding) {
+        pthread_cond_wait(&misuse.cond, &misuse.mutex);
+    }
+    pthread_mutex_unlock(&misuse.mutex);
+    ok(ftsvm_for(n, 1, misuse_chunk, NULL));
+    for (c = 0; c < n; c++) {
+        expect(misuse.hits[c] == 1, "chunk %zu ran %llu times", c,
+               (unsigned long long)misuse.hits[c]);
+        expect(misuse.refused[c] == REFUSED_ALL, "chunk %zu: refused 0x%llx of 0x%x", c,
+               (unsigned long long)misuse.refused[c], REFUSED_ALL);
+    }
+    pthread_mutex_lock(&misuse.mutex);
+    misuse.loop_over = 1;   /* if no chunk ran here, the other thread tries nothing */
+    misuse.go = 1;
+    pthread_cond_broadcast(&misuse.cond);
+    pthread_mutex_unlock(&misuse.mutex);
+    pthread_join(other, NULL);
+    if (misuse.first_taken) {
+        want = REFUSED_ALL & ~REFUSED_ALLOC;
+        expect(misuse.other_refused == want, "the other thread: refused 0x%x of 0x%x",
+               misuse.other_refused, want);
+        printf("for_node %d: another thread refused\n", ftsvm_node());
+    }
+    /* the lock it kept across the loop was released after it: it is free */
+    ok(ftsvm_lock_acquire(held_lock()));
+    ok(ftsvm_lock_release(held_lock()));
+    /* a reduction's fn and combine are refused too: each partial is 1 when
+     * its fn was, and each combine adds 1 when it was */
+    ok(ftsvm_for_reduce(n, 1, refuse_partial, NULL, &refusals, sizeof(refusals),
+                        refuse_combine));
+    expect(refusals == 2 * n, "a reduction's fn and combine: %llu refusals of %zu",
+           (unsigned long long)refusals, 2 * n);
+    printf("for_node %d: misuse refused in every chunk\n", ftsvm_node());
+    ok(ftsvm_barrier());
+}
+
 int main(int argc, char **argv)
 {
-    expect(argc >= 2, "usage: for_node items|args ...");
+    expect(argc >= 2, "usage: for_node items|args|misuse ...");
     expect(ftsvm_for(4, 1, count_runs, NULL) == FTSVM_ESTATE, "ftsvm_for before ftsvm_init");
     ok(ftsvm_init(&argc, &argv));
     if (strcmp(argv[1], "items") == 0) {
         test_items(argc, argv);
     } else if (strcmp(argv[1], "args") == 0) {
         test_args();
+    } else if (strcmp(argv[1], "misuse") == 0) {
+        test_misuse(argc, argv);
     } else {
         expect(0, "unknown test '%s'", argv[1]);
     }
