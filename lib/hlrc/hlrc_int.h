@@ -110,6 +110,7 @@ typedef struct hlrc {
     pthread_cond_t     prop_cond;
     uint64_t           phase_done[2]; /* every interval up to it has ended phase 1 / both */
     int                prop_status;   /* the first failure of a propagation */
+    unsigned           prop_active;   /* propagations under way (retries included) */
     int                replicated;    /* two homes per page */
     int                check_homes;   /* FTSVM_CHECK_HOMES */
     int              (*check_above)(void);   /* the locks' check, run with ours */
@@ -258,6 +259,9 @@ int  hlrc_undo_apply(int writer, size_t page, uint64_t interval, uint8_t *copy);
  * phases (or a propagation failed: its status) */
 int  hlrc_propagation_wait(uint64_t interval);
 void hlrc_propagation_fail(int status);
+/* wait until no propagation of this node is under way (a retry on a new
+ * placement included: phase_done may already name its interval) */
+int  hlrc_propagation_idle(void);
 
 /* notices.c */
 int  hlrc_notices_init(void);

@@ -97,6 +97,27 @@ int hlrc_propagation_wait(uint64_t interval)
     return status;
 }
 
+int hlrc_propagation_idle(void)
+{
+    int status;
+
+    pthread_mutex_lock(&hlrc.prop_lock);
+    while (hlrc.prop_active > 0 && hlrc.prop_status == FTSVM_OK) {
+        pthread_cond_wait(&hlrc.prop_cond, &hlrc.prop_lock);
+    }
+    status = hlrc.prop_status;
+    pthread_mutex_unlock(&hlrc.prop_lock);
+    return status;
+}
+
+static void propagation_active(int delta)
+{
+    pthread_mutex_lock(&hlrc.prop_lock);
+    hlrc.prop_active += (unsigned)delta;
+    pthread_cond_broadcast(&hlrc.prop_cond);
+    pthread_mutex_unlock(&hlrc.prop_lock);
+}
+
 /* The homes of `page` that phase `which` writes (REPLICA_* values into
  * homes[], their count). Normally the primary in phase 1 and the secondary
  * in phase 2. But when this node is itself the page's primary, its own copy
@@ -238,6 +259,9 @@ int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
     int status;
 
     replica_stop_check(REPLICA_STOP_BEFORE_PHASE1, interval, 0);
+    /* a retry rewrites homes after its first attempt ended both phases:
+     * recovery waits for it too (hlrc_propagation_idle) */
+    propagation_active(1);
     for (;;) {
         view = failure_view();
         status = phase(interval, diffs, npages, REPLICA_PRIMARY);
@@ -268,5 +292,6 @@ int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
     if (status != FTSVM_OK) {
         hlrc_propagation_fail(status);
     }
+    propagation_active(-1);
     return status;
 }

@@ -195,21 +195,26 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
     }
 }
 
-/* With the gate closed: wait for every interval this node has closed. A
- * release that passed the gate before it closed holds close_lock until its
- * interval is closed (hlrc_gate_pass), so it is counted here; without that,
- * its propagation could run under the repair, and a roll-back copy from a
- * secondary it is writing would leave its pending entry at the primary. */
+/* With the gate closed: wait for every interval this node has closed, and
+ * for every propagation to end, retries on the new placement included (a
+ * first attempt may have ended both phases before the view change made it
+ * write again). No propagation of this node may run under the repair: a
+ * roll-back copy from a secondary it is writing would leave its pending
+ * entry at the primary for good. A release that passed the gate before it
+ * closed holds close_lock until its interval is closed (hlrc_gate_pass),
+ * so it is counted here. */
 static int drain(void)
 {
     uint64_t closed;
+    int status;
 
     pthread_mutex_lock(&hlrc.close_lock);
     hlrc_update_lock();
     closed = hlrc.interval - 1;
     hlrc_update_unlock();
     pthread_mutex_unlock(&hlrc.close_lock);
-    return hlrc_propagation_wait(closed);
+    status = hlrc_propagation_wait(closed);
+    return (status == FTSVM_OK) ? hlrc_propagation_idle() : status;
 }
 
 /* F's intervals up to nextRelease(F) are whole at both homes now, but a
