@@ -17,22 +17,26 @@
 
 #include <criterion/criterion.h>
 
-static run_result_t stopped_writer(const char *tls)
+/* node 1 stops at `point` of its interval 3 (before it is durable) */
+static run_result_t stopped_writer(const char *point, const char *tls)
 {
+    char stop_at[64], want[96];
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", "FTSVM_REPLICAS=2", "FTSVM_LOG_LEVEL=info",
-                          "FTSVM_STOP_AT=phase1-diffs:1@1#3", "FTSVM_HB_TIMEOUT=0.5",
+                          stop_at, "FTSVM_HB_TIMEOUT=0.5",
                           "FTSVM_HB_INTERVAL=0.02", (char *)tls,
                           /* LeakSanitizer's exit-time tracer may wait forever on a
                            * process that was stopped and continued */
                           "ASAN_OPTIONS=abort_on_error=0:detect_leaks=0", NULL };
     char *const argv[] = { FTSVM_RUN, "-n", "3", "--timeout", "100",
                            NODE_DIR "/fence_node", "stopped-writer", NULL };
-    run_result_t r = run_cmd(argv, env, 110);
+    run_result_t r;
 
+    snprintf(stop_at, sizeof(stop_at), "FTSVM_STOP_AT=%s@1#3", point);
+    snprintf(want, sizeof(want), "stopping at %s of interval 3", point);
+    r = run_cmd(argv, env, 110);
     cr_log_info("%s", r.output);
     cr_assert(!r.timed_out, "timed out:\n%s", r.output);
-    cr_assert(strstr(r.output, "stopping at phase1-diffs:1 of interval 3") != NULL,
-              "node 1 never stopped:\n%s", r.output);
+    cr_assert(strstr(r.output, want) != NULL, "node 1 never stopped:\n%s", r.output);
     cr_assert(strstr(r.output, "node 0: node 1 stopped in the middle of phase 1") != NULL,
               "node 0 never saw node 1 stopped:\n%s", r.output);
     cr_assert(strstr(r.output, "node 0: continued node 1 after its removal") != NULL,
@@ -47,11 +51,12 @@ static run_result_t stopped_writer(const char *tls)
     return r;
 }
 
-Test(fence, stopped_node_removed_then_continued_changes_no_home_over_shared_memory,
-     .timeout = 150) {
-    run_result_t r = stopped_writer("UCX_TLS=");
+/* over shared memory the survivors on its host shoot it before they adopt
+ * the view */
+static void shot(const char *point)
+{
+    run_result_t r = stopped_writer(point, "UCX_TLS=");
 
-    /* the survivors on its host shot it before they adopted the view */
     cr_assert(run_count(r.output, "node 1 removed while alive on this host: killed it "
                                   "(fencing)") >= 1, "no survivor fenced node 1:\n%s",
               r.output);
@@ -59,8 +64,21 @@ Test(fence, stopped_node_removed_then_continued_changes_no_home_over_shared_memo
     cr_assert(strstr(r.output, "still running after its removal") == NULL, "%s", r.output);
 }
 
-Test(fence, stopped_node_removed_then_continued_changes_no_home_over_tcp, .timeout = 150) {
-    run_result_t r = stopped_writer("UCX_TLS=tcp,self");
+/* after the first page's runs: 7 pages' runs still to go */
+Test(fence, stopped_mid_phase1_removed_then_continued_changes_no_home_over_shared_memory,
+     .timeout = 150) {
+    shot("phase1-diffs:1");
+}
+
+/* pending entries set, every run still to go */
+Test(fence, stopped_phase1_pending_removed_then_continued_changes_no_home_over_shared_memory,
+     .timeout = 150) {
+    shot("phase1-pending");
+}
+
+Test(fence, stopped_mid_phase1_removed_then_continued_changes_no_home_over_tcp,
+     .timeout = 150) {
+    run_result_t r = stopped_writer("phase1-diffs:1", "UCX_TLS=tcp,self");
 
     /* not shot: the closed endpoints are the fence */
     cr_assert(strstr(r.output, "killed it (fencing)") == NULL, "%s", r.output);

@@ -3,12 +3,12 @@
  * home stores below the public API, so it links the library's objects.
  *
  *   fence_node stopped-writer
- *       3 nodes, two homes, a short FTSVM_HB_TIMEOUT, and
- *       FTSVM_STOP_AT=phase1-diffs:1@1#3 set by the test. Node 1 (the writer)
- *       writes 8 pages (round A, its interval 2), then again under a lock
- *       (round B, interval 3), whose release stops itself (SIGSTOP) after the
- *       runs of the first page: the runs of 7 pages are still to go to their
- *       homes. Nodes 0 and 2 remove it (its heartbeat stands still) and
+ *       3 nodes, two homes, a short FTSVM_HB_TIMEOUT, and FTSVM_STOP_AT at
+ *       a step of phase 1 of node 1's interval 3 set by the test (e.g.
+ *       phase1-diffs:1@1#3). Node 1 (the writer) writes 8 pages (round A, its
+ *       interval 2), then again under a lock (round B, interval 3), whose
+ *       release stops itself (SIGSTOP) there: runs are still to go to their
+ *       homes, and interval 3 is not durable. Nodes 0 and 2 remove it (its heartbeat stands still) and
  *       recover: every home they keep holds round A. Each then takes a copy
  *       of its whole home store (the home copies, their applied / pending
  *       words, the undo slots); node 0 lets node 1 go on (SIGCONT); each
