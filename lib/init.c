@@ -1,18 +1,23 @@
 /* The runtime of a node, started in steps by ftsvm_init (lib/api.c):
- * runtime_boot (configuration, bootstrap, thread table), runtime_connect
- * (the transport, with the regions the modules above asked for),
- * runtime_up; and the node and thread identity calls of the public API. */
+ * runtime_boot (configuration, bootstrap, where every node's process runs,
+ * thread table), runtime_connect (the transport, with the regions the
+ * modules above asked for), runtime_up; and the node and thread identity
+ * calls of the public API. */
 #include "runtime.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "ftsvm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static ftsvm_runtime_t runtime;
 static _Atomic int runtime_state;   /* 0 down, 1 starting, 2 up, 3 stopping */
@@ -50,8 +55,74 @@ void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p)
     params_p->exchange_arg = rt->boot;
 }
 
+int runtime_process_stat(int pid, char *state_p, uint64_t *start_time_p)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long start;
+    ssize_t n;
+    int fd, field;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return FTSVM_ESYS;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return FTSVM_ESYS;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) S ppid ...": comm may hold anything, ')' included; field
+     * 3 (the state) follows the last ')', the start time is field 22 */
+    p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0') {
+        return FTSVM_ESYS;
+    }
+    *state_p = p[2];
+    for (field = 2; field < 22 && p != NULL; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    if (p == NULL || sscanf(p, " %llu", &start) != 1) {
+        return FTSVM_ESYS;
+    }
+    *start_time_p = start;
+    return FTSVM_OK;
+}
+
+/* This process: see runtime_process_t. What cannot be read stays 0 / "",
+ * which no peer takes for "the same host" (nobody is shot on a guess). */
+static void runtime_process_self(runtime_process_t *self_p)
+{
+    struct stat st;
+    char state, link[32];
+    ssize_t n;
+    int fd;
+
+    memset(self_p, 0, sizeof(*self_p));
+    self_p->pid = (int32_t)getpid();
+    fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, self_p->boot_id, sizeof(self_p->boot_id) - 1);
+        close(fd);
+        self_p->boot_id[n > 0 ? strcspn(self_p->boot_id, "\n") : 0] = '\0';
+    }
+    if (stat("/proc/self/ns/pid", &st) == 0) {
+        self_p->pid_ns = (uint64_t)st.st_ino;
+    }
+    /* a /proc mounted from another pid namespace names processes by other
+     * pids: then peers must not act on pids through it */
+    n = readlink("/proc/self", link, sizeof(link) - 1);
+    link[n > 0 ? n : 0] = '\0';
+    if (atoi(link) != self_p->pid ||
+        runtime_process_stat(self_p->pid, &state, &self_p->start_time) != FTSVM_OK) {
+        self_p->pid_ns = 0;
+    }
+}
+
 int runtime_boot(void)
 {
+    runtime_process_t self;
     int expected = 0, status;
 
     if (!atomic_compare_exchange_strong(&runtime_state, &expected, 1)) {
@@ -72,17 +143,32 @@ int runtime_boot(void)
     runtime.config.nodes = runtime.boot->nodes;
     ftsvm_log_set_node(runtime.config.node);
 
+    runtime.processes = calloc((size_t)runtime.config.nodes, sizeof(*runtime.processes));
+    if (runtime.processes == NULL) {
+        ftsvm_error("cannot allocate the process table");
+        status = FTSVM_ENOMEM;
+        goto err_boot;
+    }
+    runtime_process_self(&self);
+    status = bootstrap_allgather(runtime.boot, &self, sizeof(self), runtime.processes, NULL);
+    if (status != FTSVM_OK) {
+        goto err_processes;   /* the bootstrap logged it */
+    }
+
     thread_slots = calloc(runtime.config.threads, 1);
     if (thread_slots == NULL) {
         ftsvm_error("cannot allocate the thread table");
         status = FTSVM_ENOMEM;
-        goto err_boot;
+        goto err_processes;
     }
     thread_slots[0]   = 1;
     thread_slot       = 0;
     threads_running   = 1;
     return FTSVM_OK;
 
+err_processes:
+    free(runtime.processes);
+    runtime.processes = NULL;
 err_boot:
     bootstrap_destroy(runtime.boot);
     runtime.boot = NULL;
@@ -123,6 +209,7 @@ void runtime_abort(void)
     }
     free(thread_slots);
     thread_slots = NULL;
+    free(runtime.processes);
     memset(&runtime, 0, sizeof(runtime));
     atomic_store(&runtime_state, 0);
 }

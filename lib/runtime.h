@@ -7,10 +7,24 @@
 #include "config.h"
 #include "rdma/rdma.h"
 
+#include <stdint.h>
+
+/* Where a node's process runs, exchanged at start-up so that a survivor can
+ * tell a removed peer on its own host and pid namespace, and stop it for
+ * good (lib/failure/fence.c). Fields it could not read are 0 / "". */
+typedef struct runtime_process {
+    char     boot_id[40];   /* /proc/sys/kernel/random/boot_id: this boot of this host */
+    uint64_t pid_ns;        /* inode of /proc/self/ns/pid */
+    uint64_t start_time;    /* /proc/self/stat field 22: clock ticks after boot */
+    int32_t  pid;           /* in that pid namespace */
+    int32_t  pad;
+} runtime_process_t;
+
 typedef struct ftsvm_runtime {
-    ftsvm_config_t  config;
-    bootstrap_t    *boot;
-    rdma_ctx_t     *rdma;
+    ftsvm_config_t     config;
+    bootstrap_t       *boot;
+    rdma_ctx_t        *rdma;
+    runtime_process_t *processes;   /* per node, from runtime_boot on */
 } ftsvm_runtime_t;
 
 /* NULL before ftsvm_init and after ftsvm_finalize. */
@@ -23,10 +37,16 @@ int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
  * but the regions and the UCX transport list, which the caller adds. */
 void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p);
 
-/* Start-up in steps (lib/api.c drives them): boot reads the configuration
- * and meets the other nodes; while booting, runtime_booting() gives the
- * configuration with node and nodes known; connect creates the transport
- * with the modules' regions; up makes ftsvm_runtime() non-NULL. */
+/* What /proc/<pid>/stat of this pid namespace says now: the state letter
+ * (R, S, D, T, Z, X...) and the start time (runtime_process_t.start_time).
+ * FTSVM_ESYS when there is no such process. */
+int runtime_process_stat(int pid, char *state_p, uint64_t *start_time_p);
+
+/* Start-up in steps (lib/api.c drives them): boot reads the configuration,
+ * meets the other nodes and learns where each runs (processes); while
+ * booting, runtime_booting() gives the configuration with node and nodes
+ * known; connect creates the transport with the modules' regions; up makes
+ * ftsvm_runtime() non-NULL. */
 int  runtime_boot(void);
 const ftsvm_runtime_t *runtime_booting(void);
 int  runtime_connect(size_t nregions, const size_t *region_sizes);

@@ -12,6 +12,10 @@
  * survivor adopts the same sequence of views. A node that learns it was
  * removed, or that has lost contact with most of the view, stops at once
  * (exit status FAILURE_EXIT_FENCED) without touching shared memory again.
+ * One that cannot learn it (stopped, and continued later) but could write a
+ * survivor's memory directly (shared memory: same host) is killed by every
+ * survivor on its host, which waits for it to be gone before it adopts the
+ * view (fence.c); over the network the closed endpoint is the fence.
  *
  * Recovery: at each view change the recovery thread runs the steps that the
  * modules above registered (lowest order first); a step may exchange data

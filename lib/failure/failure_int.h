@@ -96,6 +96,12 @@ int  failure_view_init(void);
 /* on the recovery thread: adopt the announced view; 1 when it changed */
 int  failure_view_adopt(int *removed_now);
 
+/* fence.c: a removed peer that could still write this node's memory
+ * directly is killed, and gone, before the view without it is adopted */
+int  failure_fence_setup(void);
+void failure_fence_removed(const int *removed_now);
+void failure_fence_teardown(void);
+
 /* heartbeat.c */
 int  failure_heartbeat_start(void);
 void failure_heartbeat_stop(void);

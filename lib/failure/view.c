@@ -13,9 +13,10 @@
  * lost contact with most of the view (heartbeat.c), stops at once with
  * FAILURE_EXIT_FENCED and touches no shared memory after that.
  *
- * Adoption (the recovery thread, recovery.c): the transport drops the
- * removed nodes (operations in flight to them end), then the recovery steps
- * run; while they run failure_recovering() is 1.
+ * Adoption (the recovery thread, recovery.c): a removed node that could
+ * still write this node's memory directly is killed, and gone (fence.c);
+ * the transport drops the removed nodes (operations in flight to them end),
+ * then the recovery steps run; while they run failure_recovering() is 1.
  */
 #include "failure_int.h"
 #include "common/clock.h"
@@ -276,6 +277,9 @@ int failure_view_adopt(int *removed_now)
     if (n == 0) {
         return 0;
     }
+    /* a removed peer that reaches our memory directly is gone before any
+     * recovery step, or a fetch in the new view, touches a home (fence.c) */
+    failure_fence_removed(removed_now);
     atomic_fetch_add(&failure.adoption_seq, 1);
     for (node = 0; node < n; node++) {
         /* operations in flight to it end before anything reads the new view */
@@ -349,6 +353,9 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     if (status == FTSVM_OK) {
         status = failure_recovery_init();
     }
+    if (status == FTSVM_OK) {
+        status = failure_fence_setup();
+    }
     if (status != FTSVM_OK) {
         failure_fini();
         return status;
@@ -381,6 +388,7 @@ void failure_fini(void)
     atomic_store(&failure.quiescing, 1);
     failure_heartbeat_stop();
     failure_recovery_stop();
+    failure_fence_teardown();
     if (failure.stats.module != NULL) {
         stats_unregister(&failure.stats);
     }
