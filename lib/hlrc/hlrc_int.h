@@ -165,6 +165,31 @@ static inline size_t hlrc_home_index(size_t page, int which)
            page % hlrc.home_block;
 }
 
+/* The home of `page` serving as `which` now and the page's index in its
+ * store, both from one reading of the placement (-1: none). Every write to
+ * a home takes them together: an adoption between two readings would pair
+ * the surviving home with the failed one's index, another page's there. */
+static inline int hlrc_home_locate(size_t page, int which, size_t *index_p)
+{
+    size_t slot = 0;
+    int home = replica_locate(page / hlrc.home_block, which, &slot);
+
+    *index_p = slot * hlrc.home_block + page % hlrc.home_block;
+    return home;
+}
+
+/* this node's meta words and copy at an index of its store */
+static inline uint64_t *hlrc_meta_at(size_t index)
+{
+    return (uint64_t *)((uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_META) +
+                        index * 2u * (size_t)hlrc.nodes * 8u);
+}
+
+static inline uint8_t *hlrc_copy_at(size_t index)
+{
+    return (uint8_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_HOME) + index * HLRC_PAGE_SIZE;
+}
+
 /* meta words of a home page: applied[j] at 2j, pending[j] at 2j + 1, so that
  * one 16-byte write marks an interval applied and clears its pending entry */
 static inline uint64_t hlrc_meta_offset(size_t page, int which)

@@ -35,18 +35,18 @@ static __thread uint64_t *fetch_meta;   /* 2 x 2 x nodes words, this thread's */
 
 static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
 {
-    size_t words = 2u * (size_t)hlrc.nodes, i;
-    int home = hlrc_home(page, which);
+    size_t words = 2u * (size_t)hlrc.nodes, i, index;
+    int home = hlrc_home_locate(page, which, &index);
     const uint64_t *local;
 
     if (home < 0) {
         return FTSVM_EPEER;   /* the placement changed under the fetch */
     }
     if (home != hlrc.node) {
-        return rdma_get(hlrc.rdma, home, HLRC_REGION_META, hlrc_meta_offset(page, which),
-                        meta, words * 8u);
+        return rdma_get(hlrc.rdma, home, HLRC_REGION_META,
+                        index * 2u * (uint64_t)hlrc.nodes * 8u, meta, words * 8u);
     }
-    local = hlrc_local_meta(page, which);
+    local = hlrc_meta_at(index);
     for (i = 0; i < words; i++) {
         meta[i] = __atomic_load_n(&local[i], __ATOMIC_ACQUIRE);
     }
@@ -55,16 +55,17 @@ static int hlrc_read_meta(size_t page, int which, uint64_t *meta)
 
 static int hlrc_read_page(size_t page, int which, uint8_t *dst)
 {
-    int home = hlrc_home(page, which);
+    size_t index;
+    int home = hlrc_home_locate(page, which, &index);
 
     if (home < 0) {
         return FTSVM_EPEER;
     }
     if (home != hlrc.node) {
-        return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME,
-                        hlrc_home_index(page, which) * HLRC_PAGE_SIZE, dst, HLRC_PAGE_SIZE);
+        return rdma_get(hlrc.rdma, home, HLRC_REGION_HOME, index * HLRC_PAGE_SIZE, dst,
+                        HLRC_PAGE_SIZE);
     }
-    memcpy(dst, hlrc_local_copy(page, which), HLRC_PAGE_SIZE);
+    memcpy(dst, hlrc_copy_at(index), HLRC_PAGE_SIZE);
     /* the meta words read after the page are read after it */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return FTSVM_OK;
@@ -222,8 +223,10 @@ int hlrc_fetch(size_t page, uint8_t *dst)
 
 int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
 {
-    int home = hlrc_home(page, which);
-    uint64_t offset = hlrc_meta_offset(page, which) + ((uint64_t)hlrc.node * 2u + 1u) * 8u;
+    size_t index;
+    int home = hlrc_home_locate(page, which, &index);
+    uint64_t offset = index * 2u * (uint64_t)hlrc.nodes * 8u +
+                      ((uint64_t)hlrc.node * 2u + 1u) * 8u;
 
     if (home < 0) {
         return FTSVM_EPEER;   /* an adoption removed it meanwhile: the release retries */
@@ -231,7 +234,7 @@ int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
     if (home != hlrc.node) {
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, &interval, 8);
     }
-    __atomic_store_n(&hlrc_local_meta(page, which)[2 * hlrc.node + 1], interval, __ATOMIC_RELAXED);
+    __atomic_store_n(&hlrc_meta_at(index)[2 * hlrc.node + 1], interval, __ATOMIC_RELAXED);
     /* the entry is visible before any run written after it (a local reader
      * then sees the meta change across its read of the page) */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -243,9 +246,10 @@ int hlrc_home_set_pending(size_t page, int which, uint64_t interval)
  * also sees every run of that interval. */
 int hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t size)
 {
-    int home = hlrc_home(page, which), ret, status = FTSVM_OK;
-    uint64_t offset = hlrc_home_index(page, which) * HLRC_PAGE_SIZE;
-    uint8_t *local = (home == hlrc.node) ? hlrc_local_copy(page, which) : NULL;
+    size_t index;
+    int home = hlrc_home_locate(page, which, &index), ret, status = FTSVM_OK;
+    uint64_t offset = index * HLRC_PAGE_SIZE;
+    uint8_t *local = (home == hlrc.node) ? hlrc_copy_at(index) : NULL;
     hlrc_run_t run = {0};
     size_t pos = 0;
 
@@ -269,8 +273,9 @@ int hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t siz
 /* applied[me] = interval and pending[me] = 0 in one write */
 int hlrc_home_mark_applied(size_t page, int which, uint64_t interval)
 {
-    int home = hlrc_home(page, which);
-    uint64_t offset = hlrc_meta_offset(page, which) + (uint64_t)hlrc.node * 2u * 8u;
+    size_t index;
+    int home = hlrc_home_locate(page, which, &index);
+    uint64_t offset = index * 2u * (uint64_t)hlrc.nodes * 8u + (uint64_t)hlrc.node * 2u * 8u;
     uint64_t words[2] = { interval, 0 }, *local;
 
     if (home < 0) {
@@ -280,7 +285,7 @@ int hlrc_home_mark_applied(size_t page, int which, uint64_t interval)
         return rdma_put(hlrc.rdma, home, HLRC_REGION_META, offset, words, sizeof(words));
     }
     /* release: the runs written above are visible before the words */
-    local = hlrc_local_meta(page, which) + 2 * hlrc.node;
+    local = hlrc_meta_at(index) + 2 * hlrc.node;
     __atomic_store_n(&local[0], interval, __ATOMIC_RELEASE);
     __atomic_store_n(&local[1], 0, __ATOMIC_RELEASE);
     return FTSVM_OK;

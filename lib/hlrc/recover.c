@@ -117,23 +117,27 @@ static int settle_single_home(void *arg, const failure_change_t *change)
     return FTSVM_OK;
 }
 
-/* copy our primary copy and its words to the secondary: page, then words */
-static int push_to_secondary(size_t page, int secondary)
+/* copy our primary copy and its words to the secondary: page, then words
+ * (each home with its index, read together: hlrc_home_locate) */
+static int push_to_secondary(size_t page)
 {
-    size_t words = 2u * (size_t)hlrc.nodes;
+    size_t words = 2u * (size_t)hlrc.nodes, pindex, sindex;
+    int primary = hlrc_home_locate(page, REPLICA_PRIMARY, &pindex);
+    int secondary = hlrc_home_locate(page, REPLICA_SECONDARY, &sindex);
     int status;
 
-    status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_HOME,
-                      hlrc_home_index(page, REPLICA_SECONDARY) * HLRC_PAGE_SIZE,
-                      hlrc_local_copy(page, REPLICA_PRIMARY), HLRC_PAGE_SIZE);
+    if (primary != hlrc.node || secondary < 0) {
+        return FTSVM_EPEER;   /* a later view moved it: its recovery runs again */
+    }
+    status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_HOME, sindex * HLRC_PAGE_SIZE,
+                      hlrc_copy_at(pindex), HLRC_PAGE_SIZE);
     /* the page before the words that vouch for it */
     if (status == FTSVM_OK) {
         status = rdma_fence(hlrc.rdma);
     }
     if (status == FTSVM_OK) {
         status = rdma_put(hlrc.rdma, secondary, HLRC_REGION_META,
-                          hlrc_meta_offset(page, REPLICA_SECONDARY),
-                          hlrc_local_meta(page, REPLICA_PRIMARY), words * 8u);
+                          sindex * words * 8u, hlrc_meta_at(pindex), words * 8u);
     }
     return status;
 }
@@ -142,7 +146,7 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
                         uint8_t *scopy)
 {
     size_t words = 2u * (size_t)hlrc.nodes, j;
-    int secondary = hlrc_home(page, REPLICA_SECONDARY), status;
+    int status;
     uint64_t *meta = hlrc_local_meta(page, REPLICA_PRIMARY);
     replica_words_t pw, sw;
     replica_verdict_t verdict;
@@ -184,9 +188,9 @@ static int resolve_page(size_t page, int f, uint64_t last, uint64_t next, uint64
         /* case 2: complete at the primary; then as phase 2 would */
         __atomic_store_n(&meta[2 * f], pw.pending, __ATOMIC_RELEASE);
         __atomic_store_n(&meta[2 * f + 1], 0, __ATOMIC_RELEASE);
-        return push_to_secondary(page, secondary);
+        return push_to_secondary(page);
     case REPLICA_COPY_FROM_PRIMARY:
-        return push_to_secondary(page, secondary);
+        return push_to_secondary(page);
     case REPLICA_INCONSISTENT:
     default:
         ftsvm_error("page 0x%zx: the homes' words for node %d fit no run of the protocol; "

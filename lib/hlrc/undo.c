@@ -60,18 +60,20 @@ _Static_assert(sizeof(undo_header_t) + HLRC_UNDO_BODY_MAX == HLRC_UNDO_SLOT_BYTE
                "an undo slot holds a header and the largest body");
 
 /* The node holding the other copy of `page` when this node is one of its
- * homes, else -1; *which_p: that node's role for the page. */
-static int undo_other_home(uint32_t page, int *which_p)
+ * homes, else -1; *index_p: the page's index in that node's store (read
+ * with it, hlrc_home_locate). */
+static int undo_other_home(uint32_t page, size_t *index_p)
 {
-    int primary = hlrc_home(page, REPLICA_PRIMARY);
-    int secondary = hlrc_home(page, REPLICA_SECONDARY);
+    size_t pindex, sindex;
+    int primary = hlrc_home_locate(page, REPLICA_PRIMARY, &pindex);
+    int secondary = hlrc_home_locate(page, REPLICA_SECONDARY, &sindex);
 
     if (primary == hlrc.node && secondary >= 0) {
-        *which_p = REPLICA_SECONDARY;
+        *index_p = sindex;
         return secondary;
     }
     if (secondary == hlrc.node && primary >= 0) {
-        *which_p = REPLICA_PRIMARY;
+        *index_p = pindex;
         return primary;
     }
     return -1;
@@ -94,21 +96,21 @@ static size_t undo_slot_fill(uint64_t k, const page_diff_t *diff, uint8_t *slot)
 int hlrc_undo_write(uint64_t k, const page_diff_t *diffs, size_t npages)
 {
     uint8_t slot[HLRC_UNDO_SLOT_BYTES];
-    int other, which, status = FTSVM_OK, any = 0;
-    size_t i, len;
+    int other, status = FTSVM_OK, any = 0;
+    size_t i, len, index;
 
     if (!hlrc.replicated) {
         return FTSVM_OK;
     }
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        other = undo_other_home(diffs[i].page, &which);
+        other = undo_other_home(diffs[i].page, &index);
         if (other < 0) {
             continue;
         }
         len = undo_slot_fill(k, &diffs[i], slot);
         /* rdma_put is done with `slot` when it returns */
         status = rdma_put(hlrc.rdma, other, HLRC_REGION_UNDO,
-                          hlrc_home_index(diffs[i].page, which) * (uint64_t)HLRC_UNDO_SLOT_BYTES,
+                          index * (uint64_t)HLRC_UNDO_SLOT_BYTES,
                           slot, len);
         any = 1;
     }

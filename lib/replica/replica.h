@@ -101,6 +101,22 @@ static inline size_t replica_slot(size_t block, int which)
     return (block / p->period) * p->period_slots + row->slot[role < 0 ? 0 : role];
 }
 
+/* The home serving as `which` now and the block's slot in its store, from
+ * one reading of the placement (-1: none). Two separate readings may fall
+ * on both sides of an adoption and pair one home with another's slot. */
+static inline int replica_locate(size_t block, int which, size_t *slot_p)
+{
+    const replica_placement_t *p = &replica_placement;
+    const replica_row_t *row = &p->rows[block % p->period];
+    int role = replica_role(row, which, p->replicas);
+
+    if (role < 0) {
+        return -1;
+    }
+    *slot_p = (block / p->period) * p->period_slots + row->slot[role];
+    return row->home[role];
+}
+
 /* 1 when `node` was a home of the block at start (either role) */
 static inline int replica_was_home(size_t block, int node, int *which_p)
 {
