@@ -255,7 +255,7 @@ static int no_home_left(const page_diff_t *diffs, size_t npages)
 
 int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
 {
-    uint64_t view;
+    uint64_t view, seq;
     int status;
 
     replica_stop_check(REPLICA_STOP_BEFORE_PHASE1, interval, 0);
@@ -264,13 +264,29 @@ int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
     propagation_active(1);
     for (;;) {
         view = failure_view();
+        seq = failure_adoption_seq();
+        if (seq & 1) {
+            /* the placement is changing now: start on the new one */
+            if (failure_wait_adopted(view, PROPAGATE_VIEW_WAIT_NS) != FTSVM_OK) {
+                ftsvm_error("release of interval %llu: a view change did not end",
+                            (unsigned long long)interval);
+                status = FTSVM_EPEER;
+                break;
+            }
+            continue;
+        }
         status = phase(interval, diffs, npages, REPLICA_PRIMARY);
         if (status == FTSVM_OK && hlrc.replicated) {
             stats_add(&hlrc.stats, HLRC_STAT_SECONDARY_DIFFS, npages);
             status = phase(interval, diffs, npages, REPLICA_SECONDARY);
         }
-        if (status == FTSVM_OK && failure_view() != view) {
-            status = FTSVM_EPEER;   /* a home may have left between a write and its flush */
+        /* A home may have left between a write and its flush; and the
+         * placement changes before the new view is published, so the view
+         * number alone can miss a phase that ran across the change (one
+         * that set a pending entry at a secondary, then skipped its applied
+         * word because that home had become the primary). */
+        if (status == FTSVM_OK && (failure_view() != view || failure_adoption_seq() != seq)) {
+            status = FTSVM_EPEER;
         }
         if (status != FTSVM_EPEER || no_home_left(diffs, npages)) {
             break;   /* a page whose homes both failed: no view can bring it back */
