@@ -105,8 +105,11 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
  * node never answers) end with FTSVM_EPEER. No failure callback runs. */
 void rdma_peer_remove(rdma_ctx_t *ctx, int peer);
 
-/* A get that does not wait (heartbeats): start it, then poll. `buf` must
- * stay valid until a poll returns non-zero. */
+/* A get that does not wait, for heartbeats: start it, then poll. `buf` must
+ * stay valid until a poll returns non-zero. Over UCX it goes over a
+ * liveness channel (a worker and a thread of its own at each end), so that
+ * the answer does not wait for the peer's protocol thread or application
+ * threads: it shows that the peer process runs and is reachable. */
 typedef struct rdma_req rdma_req_t;
 int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
                    size_t len, rdma_req_t **req_p);
