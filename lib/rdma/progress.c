@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -33,6 +34,21 @@
 #define RDMA_WAITER_NAP_NS 200000
 
 __thread int rdma_progress_thread_flag;
+
+void rdma_liveness_priority(const char *name)
+{
+    struct sched_param param = { .sched_priority = sched_get_priority_min(SCHED_RR) };
+    int ret;
+
+    /* the lowest real-time priority: above every normal thread, below
+     * anything the system runs in real time; the kernel's real-time
+     * throttling still bounds it should it ever spin */
+    ret = pthread_setschedparam(pthread_self(), SCHED_RR, &param);
+    if (ret != 0) {
+        errno = ret;
+        ftsvm_debug("%s thread stays in the normal scheduling class: %m", name);
+    }
+}
 
 void rdma_wake(rdma_ctx_t *ctx)
 {

@@ -372,7 +372,9 @@ static int rdma_ucx_context(rdma_ucx_t *ucx, const rdma_params_t *params)
     ucp_params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     ucp_params.features   = UCP_FEATURE_RMA | UCP_FEATURE_AMO64 | UCP_FEATURE_AM |
                             UCP_FEATURE_WAKEUP;
-    ucp_params.mt_workers_shared = 0;
+    /* two workers (the main one and the liveness one), each driven by its own
+     * threads, share the context */
+    ucp_params.mt_workers_shared = 1;
     status = ucp_init(&ucp_params, config, &ucx->context);
     ucp_config_release(config);
     if (status != UCS_OK) {

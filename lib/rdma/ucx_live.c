@@ -15,8 +15,9 @@
  * of the node does, so a heartbeat that stands still means the process is
  * stopped or cut off, not that its protocol is busy.
  *
- * The thread sleeps in poll on the worker's event fd; the keepalive
- * interval bounds the sleep (UCX runs keepalive rounds only from progress).
+ * The thread runs in the real-time class where allowed
+ * (rdma_liveness_priority), so that the load of the machine does not decide
+ * either. It sleeps in poll on the worker's event fd.
  * A thread that posts on the worker signals it, since UCX may hold the bytes
  * until the next progress.
  */
@@ -27,10 +28,20 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
+
+/* the longest sleep of the liveness thread */
+#define RDMA_UCX_LIVE_IDLE_MS 100
+
+/* how long the thread sleeps when UCX refuses to arm (wire-up under way):
+ * it runs in the real-time class and must not spin */
+#define RDMA_UCX_LIVE_BUSY_MS 1
 
 int rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms)
 {
-    ucx->live.idle_ms = idle_ms;
+    /* keepalive rounds on this worker are not needed (the main worker's
+     * tell a dead peer, heartbeats a hung one): wake up less often */
+    ucx->live.idle_ms = (idle_ms > RDMA_UCX_LIVE_IDLE_MS) ? idle_ms : RDMA_UCX_LIVE_IDLE_MS;
     return rdma_ucx_worker_create(ucx, &ucx->live.worker, &ucx->live.efd);
 }
 
@@ -39,27 +50,34 @@ static void *rdma_ucx_live_main(void *arg)
     rdma_ucx_live_t *live = arg;
     struct pollfd pfd = { .fd = live->efd, .events = POLLIN };
     ucs_status_t status;
+    int timeout_ms;
 
+    rdma_liveness_priority("liveness");
     while (!atomic_load_explicit(&live->stop, memory_order_acquire)) {
         while (ucp_worker_progress(live->worker) != 0) {
         }
         status = ucp_worker_arm(live->worker);
-        if (status == UCS_ERR_BUSY) {
-            continue;   /* events arrived meanwhile */
+        if (status == UCS_OK) {
+            timeout_ms = live->idle_ms;
+        } else {
+            if (status != UCS_ERR_BUSY) {
+                ftsvm_warn("liveness thread: ucp_worker_arm failed: %s",
+                           ucs_status_string(status));
+            }
+            timeout_ms = RDMA_UCX_LIVE_BUSY_MS;
         }
-        if (status != UCS_OK) {
-            ftsvm_warn("liveness thread: ucp_worker_arm failed: %s", ucs_status_string(status));
-        }
-        if (poll(&pfd, 1, live->idle_ms) < 0 && errno != EINTR) {
+        if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
             ftsvm_warn("liveness thread: poll failed: %m");
         }
     }
     return NULL;
 }
 
-/* Wait for a request of the liveness worker (start-up and shutdown only). */
-static ucs_status_t rdma_ucx_live_wait(rdma_ucx_t *ucx, ucs_status_ptr_t request)
+/* Wait for a request of the liveness worker at start-up: the liveness
+ * thread progresses it. */
+static ucs_status_t rdma_ucx_live_wait(ucs_status_ptr_t request)
 {
+    struct timespec nap = { 0, 100000 };
     ucs_status_t status;
 
     if (request == NULL) {
@@ -69,7 +87,7 @@ static ucs_status_t rdma_ucx_live_wait(rdma_ucx_t *ucx, ucs_status_ptr_t request
         return UCS_PTR_STATUS(request);
     }
     while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
-        ucp_worker_progress(ucx->live.worker);
+        nanosleep(&nap, NULL);
     }
     ucp_request_free(request);
     return status;
@@ -93,7 +111,7 @@ int rdma_ucx_live_start(rdma_ctx_t *ctx)
     ucx->live.started = 1;
     pthread_setname_np(ucx->live.thread, "ftsvm-live");   /* for top -H and /proc */
     for (node = 0; node < ctx->nodes; node++) {
-        status = rdma_ucx_live_wait(ucx, ucp_ep_flush_nbx(ucx->peers[node].live_ep, &param));
+        status = rdma_ucx_live_wait(ucp_ep_flush_nbx(ucx->peers[node].live_ep, &param));
         if (status != UCS_OK) {
             ftsvm_error("cannot connect the liveness channel to node %d: %s", node,
                         ucs_status_string(status));
