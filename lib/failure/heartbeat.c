@@ -129,7 +129,10 @@ static void hb_tick(long max_score)
         }
         snprintf(why, sizeof(why), "its heartbeat stood still for %.0f ms",
                  (double)(now - peers[node].seen_ns) / 1e6);
+        /* the announcement may wait for the transport: not in real time */
+        rdma_liveness_priority("heartbeat", 0);
         failure_suspect(node, why);
+        rdma_liveness_priority("heartbeat", 1);
         peers[node].score = max_score;   /* one announcement is enough */
     }
 }
@@ -141,7 +144,7 @@ static void *hb_main(void *arg)
     int node;
 
     (void)arg;
-    rdma_liveness_priority("heartbeat");
+    rdma_liveness_priority("heartbeat", 1);
     for (node = 0; node < failure.nodes; node++) {
         peers[node].score   = max_score;
         peers[node].seen_ns = now;

@@ -35,16 +35,19 @@
 
 __thread int rdma_progress_thread_flag;
 
-void rdma_liveness_priority(const char *name)
+void rdma_liveness_priority(const char *name, int raise)
 {
-    struct sched_param param = { .sched_priority = sched_get_priority_min(SCHED_RR) };
+    struct sched_param param = { .sched_priority = 0 };
     int ret;
 
     /* the lowest real-time priority: above every normal thread, below
      * anything the system runs in real time; the kernel's real-time
      * throttling still bounds it should it ever spin */
-    ret = pthread_setschedparam(pthread_self(), SCHED_RR, &param);
-    if (ret != 0) {
+    if (raise) {
+        param.sched_priority = sched_get_priority_min(SCHED_RR);
+    }
+    ret = pthread_setschedparam(pthread_self(), raise ? SCHED_RR : SCHED_OTHER, &param);
+    if (ret != 0 && raise) {
         errno = ret;
         ftsvm_debug("%s thread stays in the normal scheduling class: %m", name);
     }

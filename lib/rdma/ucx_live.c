@@ -52,7 +52,7 @@ static void *rdma_ucx_live_main(void *arg)
     ucs_status_t status;
     int timeout_ms;
 
-    rdma_liveness_priority("liveness");
+    rdma_liveness_priority("liveness", 1);
     while (!atomic_load_explicit(&live->stop, memory_order_acquire)) {
         while (ucp_worker_progress(live->worker) != 0) {
         }
