@@ -8,8 +8,8 @@
  * over TCP the peer answers from a thread that does nothing else, so a
  * counter that stands still means the peer's process stopped or cannot be
  * reached, not that its protocol thread is busy; this thread and that one
- * run in the real-time class where allowed, so that neither does the load
- * of the machine. Each peer has a score, full at start (FTSVM_HB_TIMEOUT / interval):
+ * run at a raised priority where allowed (rdma_liveness_priority), so that
+ * neither does the load of the machine. Each peer has a score, full at start (FTSVM_HB_TIMEOUT / interval):
  * +3 when its counter moved, -1 when it did not or the read has not come
  * back. One late beat costs little, so a loaded machine (gaps of 100 ms and
  * more on 2 cores) gives no false suspicion; a counter that stands still
@@ -129,10 +129,7 @@ static void hb_tick(long max_score)
         }
         snprintf(why, sizeof(why), "its heartbeat stood still for %.0f ms",
                  (double)(now - peers[node].seen_ns) / 1e6);
-        /* the announcement may wait for the transport: not in real time */
-        rdma_liveness_priority("heartbeat", 0);
         failure_suspect(node, why);
-        rdma_liveness_priority("heartbeat", 1);
         peers[node].score = max_score;   /* one announcement is enough */
     }
 }
@@ -144,7 +141,7 @@ static void *hb_main(void *arg)
     int node;
 
     (void)arg;
-    rdma_liveness_priority("heartbeat", 1);
+    rdma_liveness_priority("heartbeat");
     for (node = 0; node < failure.nodes; node++) {
         peers[node].score   = max_score;
         peers[node].seen_ns = now;

@@ -28,28 +28,22 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+/* the nice value of a liveness thread (rdma_liveness_priority) */
+#define RDMA_LIVENESS_NICE (-10)
 
 /* how long the protocol thread sleeps while application threads progress */
 #define RDMA_WAITER_NAP_NS 200000
 
 __thread int rdma_progress_thread_flag;
 
-void rdma_liveness_priority(const char *name, int raise)
+void rdma_liveness_priority(const char *name)
 {
-    struct sched_param param = { .sched_priority = 0 };
-    int ret;
-
-    /* the lowest real-time priority: above every normal thread, below
-     * anything the system runs in real time; the kernel's real-time
-     * throttling still bounds it should it ever spin */
-    if (raise) {
-        param.sched_priority = sched_get_priority_min(SCHED_RR);
-    }
-    ret = pthread_setschedparam(pthread_self(), raise ? SCHED_RR : SCHED_OTHER, &param);
-    if (ret != 0 && raise) {
-        errno = ret;
-        ftsvm_debug("%s thread stays in the normal scheduling class: %m", name);
+    /* a nice value of its own for this thread (Linux: the tid) */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), RDMA_LIVENESS_NICE) != 0) {
+        ftsvm_debug("%s thread keeps the process's scheduling priority: %m", name);
     }
 }
 

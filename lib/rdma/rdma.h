@@ -116,15 +116,16 @@ int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, 
 /* 1: done, 0: in flight, negative: failed (done either way unless 0) */
 int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req);
 
-/* raise 1: give the calling thread (one that keeps a node's liveness: the
- * heartbeat, the liveness channel) the round-robin real-time class at its
- * lowest priority where that is allowed (root, CAP_SYS_NICE or
- * RLIMIT_RTPRIO), else leave it as it is; raise 0: back to the normal class
- * (before the thread does anything that may wait). Such a thread sleeps
- * nearly always and runs for microseconds; in the normal class a loaded
- * machine left it unscheduled past the heartbeat timeout and a live node
- * was removed. */
-void rdma_liveness_priority(const char *name, int raise);
+/* Raise the scheduling priority of the calling thread, one that keeps a
+ * node's liveness (the heartbeat, the liveness channel), to nice -10 where
+ * that is allowed (root, CAP_SYS_NICE or RLIMIT_NICE), else leave it. Such a
+ * thread sleeps nearly always and runs for microseconds; at the default
+ * priority a loaded machine left it unscheduled past the heartbeat timeout
+ * and a live node was removed. Not a real-time class: a real-time thread
+ * spinning on one of UCX's spinlocks held by a preempted normal thread
+ * waited for the kernel's real-time throttling (up to 1 s, measured at
+ * start-up). */
+void rdma_liveness_priority(const char *name);
 
 /* For tests of the message validation only: send a raw transport message
  * with an arbitrary header. */

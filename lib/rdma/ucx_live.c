@@ -15,9 +15,10 @@
  * of the node does, so a heartbeat that stands still means the process is
  * stopped or cut off, not that its protocol is busy.
  *
- * The thread runs in the real-time class where allowed
+ * The thread runs at a raised priority where allowed
  * (rdma_liveness_priority), so that the load of the machine does not decide
- * either. It sleeps in poll on the worker's event fd.
+ * either. It sleeps in poll on the worker's event fd, at most for the
+ * keepalive interval (as the protocol thread).
  * A thread that posts on the worker signals it, since UCX may hold the bytes
  * until the next progress.
  */
@@ -30,18 +31,16 @@
 #include <pthread.h>
 #include <time.h>
 
-/* the longest sleep of the liveness thread */
-#define RDMA_UCX_LIVE_IDLE_MS 100
-
 /* how long the thread sleeps when UCX refuses to arm (wire-up under way):
- * it runs in the real-time class and must not spin */
+ * it runs at a raised priority and must not spin */
 #define RDMA_UCX_LIVE_BUSY_MS 1
 
 int rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms)
 {
-    /* keepalive rounds on this worker are not needed (the main worker's
-     * tell a dead peer, heartbeats a hung one): wake up less often */
-    ucx->live.idle_ms = (idle_ms > RDMA_UCX_LIVE_IDLE_MS) ? idle_ms : RDMA_UCX_LIVE_IDLE_MS;
+    /* as the protocol thread's: some events (wire-up, keepalive) need a
+     * progress that no file descriptor asks for; a longer sleep made
+     * start-up a second slower */
+    ucx->live.idle_ms = idle_ms;
     return rdma_ucx_worker_create(ucx, &ucx->live.worker, &ucx->live.efd);
 }
 
@@ -52,7 +51,7 @@ static void *rdma_ucx_live_main(void *arg)
     ucs_status_t status;
     int timeout_ms;
 
-    rdma_liveness_priority("liveness", 1);
+    rdma_liveness_priority("liveness");
     while (!atomic_load_explicit(&live->stop, memory_order_acquire)) {
         while (ucp_worker_progress(live->worker) != 0) {
         }
