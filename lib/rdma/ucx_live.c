@@ -37,9 +37,8 @@
 
 int rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms)
 {
-    /* as the protocol thread's: some events (wire-up, keepalive) need a
-     * progress that no file descriptor asks for; a longer sleep made
-     * start-up a second slower */
+    /* as the protocol thread's: UCX runs keepalive rounds only from
+     * progress, and no file descriptor asks for them */
     ucx->live.idle_ms = idle_ms;
     return rdma_ucx_worker_create(ucx, &ucx->live.worker, &ucx->live.efd);
 }
