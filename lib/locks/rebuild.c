@@ -21,17 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { REPORT_TOKEN = 1, REPORT_WAITING = 2, REPORT_HOME = 4, REPORT_SAVED = 8 };
-
-typedef struct {
-    uint32_t lock;
-    uint32_t flags;
-    /* then vt[nodes], saved[nodes] */
-} lock_report_t;
+size_t locks_report_size(int nodes)
+{
+    return sizeof(lock_report_t) + 2u * (size_t)nodes * sizeof(uint64_t);
+}
 
 static size_t report_size(void)
 {
-    return sizeof(lock_report_t) + 2u * (size_t)locks.nodes * sizeof(uint64_t);
+    return locks_report_size(locks.nodes);
 }
 
 int locks_freeze(void *arg, const failure_change_t *change)
@@ -106,24 +103,16 @@ static uint8_t *build_report(size_t *len_p)
     return (buf != NULL) ? buf : malloc(1);
 }
 
-/* the new queue of one lock, from every survivor's report of it */
-typedef struct {
-    int       holder;        /* has the token now, -1 none */
-    int      *chain;         /* nodes: the queue, holder (or new token) first */
-    int       len;
-    uint64_t *vt;            /* for a new token */
-} lock_plan_t;
-
-static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_t *next,
-                      lock_plan_t *plan)
+void locks_plan_lock(uint32_t id, int nodes, void **all, const size_t *lens,
+                     const uint64_t *next, int primary, lock_plan_t *plan)
 {
-    size_t size = report_size(), i;
+    size_t size = locks_report_size(nodes), i;
     int node, j, known = 0;
 
     plan->holder = -1;
     plan->len = 0;
-    memset(plan->vt, 0, (size_t)locks.nodes * 8u);
-    for (node = 0; node < locks.nodes; node++) {
+    memset(plan->vt, 0, (size_t)nodes * 8u);
+    for (node = 0; node < nodes; node++) {
         const uint8_t *at;
 
         for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
@@ -137,8 +126,8 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
             }
             known = 1;
             vt = (const uint64_t *)(at + sizeof(r));
-            saved = vt + locks.nodes;
-            for (j = 0; j < locks.nodes; j++) {
+            saved = vt + nodes;
+            for (j = 0; j < nodes; j++) {
                 plan->vt[j] = (vt[j] > plan->vt[j]) ? vt[j] : plan->vt[j];
                 if ((r.flags & REPORT_SAVED) && saved[j] > plan->vt[j]) {
                     plan->vt[j] = saved[j];
@@ -152,15 +141,15 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
     if (!known) {
         return;
     }
-    for (j = 0; j < locks.nodes; j++) {
-        if (!failure_member(j) && next[j] > plan->vt[j]) {
+    for (j = 0; j < nodes; j++) {
+        if (next[j] > plan->vt[j]) {
             plan->vt[j] = next[j];   /* every interval of it up to nextRelease is durable */
         }
     }
     if (plan->holder >= 0) {
         plan->chain[plan->len++] = plan->holder;
     }
-    for (node = 0; node < locks.nodes; node++) {
+    for (node = 0; node < nodes; node++) {
         for (i = 0; node != plan->holder && all[node] != NULL && i + size <= lens[node];
              i += size) {
             lock_report_t r;
@@ -175,7 +164,7 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
     if (plan->len == 0) {
         /* the token was with the failed node, or on its way: a new one waits,
          * idle, at the lock's primary home */
-        plan->chain[plan->len++] = locks_home(id, REPLICA_PRIMARY);
+        plan->chain[plan->len++] = primary;
     }
 }
 
@@ -279,7 +268,8 @@ int locks_rebuild(void *arg, const failure_change_t *change)
     }
     pthread_mutex_lock(&locks.mutex);
     for (i = 0; i < nids; i++) {
-        plan_lock(ids[i], all, lens, next, &plan);
+        locks_plan_lock(ids[i], locks.nodes, all, lens, next,
+                        locks_home(ids[i], REPLICA_PRIMARY), &plan);
         if (plan.len > 0) {
             apply_plan(ids[i], &plan);
         }
