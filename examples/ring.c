@@ -13,7 +13,7 @@
  */
 #include "common/clock.h"
 #include "ftsvm.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -17,7 +17,7 @@
 #include "run.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "config.h"
+#include "runtime/config.h"
 #include "ftsvm.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* The launcher side of the built-in rendezvous (lib/rdv_wire.h): one TCP
+/* The launcher side of the built-in rendezvous (lib/runtime/rdv_wire.h): one TCP
  * connection per node, a HELLO checked against the job key, then allgather
  * rounds until the nodes are done.
  *
@@ -23,7 +23,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "ftsvm.h"
-#include "rdv_wire.h"
+#include "runtime/rdv_wire.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -24,7 +24,7 @@
 #include "common/stats.h"
 #include "rdma/rdma.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -33,7 +33,7 @@
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <stdlib.h>
