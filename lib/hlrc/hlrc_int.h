@@ -228,13 +228,15 @@ void hlrc_fault_remove(void);
 uint8_t hlrc_page_take(size_t page);
 void hlrc_page_put(size_t page, uint8_t state);
 
-/* home.c */
+/* fetch.c: a copy that holds every interval this node requires (5.4) */
 int  hlrc_fetch(size_t page, uint8_t *dst);
+/* the meta words (2 x nodes) and the copy of one home, read once */
+int  hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy);
+
+/* home.c */
 int  hlrc_home_set_pending(size_t page, int which, uint64_t interval);
 int  hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t size);
 int  hlrc_home_mark_applied(size_t page, int which, uint64_t interval);
-/* the meta words (2 x nodes) and the copy of one home, read once */
-int  hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy);
 
 /* propagate.c: one release's diffs, kept until both phases end */
 typedef struct page_diff {
