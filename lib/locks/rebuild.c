@@ -210,6 +210,51 @@ static void apply_plan(uint32_t id, const lock_plan_t *plan)
     /* the token moves only once every node has its part (thaw) */
 }
 
+/* Every lock id the reports name, once each, into ids[]; returns how many. */
+static size_t report_ids(void **all, const size_t *lens, uint32_t *ids)
+{
+    size_t size = report_size(), nids = 0, i;
+    int node;
+
+    for (node = 0; node < locks.nodes; node++) {
+        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
+            lock_report_t r;
+            size_t k;
+
+            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
+            for (k = 0; k < nids && ids[k] != r.lock; k++) {
+            }
+            if (k == nids) {
+                ids[nids++] = r.lock;
+            }
+        }
+    }
+    return nids;
+}
+
+/* Every node has its part: the queues run again, and an idle holder hands
+ * its lock on in `view`. handoffs[]: nids entries of scratch. */
+static void thaw(const uint32_t *ids, size_t nids, int *handoffs, uint64_t view)
+{
+    size_t i;
+    int to;
+
+    pthread_mutex_lock(&locks.mutex);
+    locks.frozen = 0;
+    pthread_cond_broadcast(&locks.thaw);
+    for (i = 0; i < nids; i++) {
+        lock_state_t *st = locks_state(ids[i]);
+
+        handoffs[i] = (st != NULL) ? locks_handoff_target(st) : -1;   /* idle holders */
+    }
+    pthread_mutex_unlock(&locks.mutex);
+    for (i = 0; i < nids; i++) {
+        if ((to = handoffs[i]) >= 0) {
+            locks_hand_on(locks_state(ids[i]), to, view);
+        }
+    }
+}
+
 int locks_rebuild(void *arg, const failure_change_t *change)
 {
     size_t len = 0, *lens, size = report_size(), i;
@@ -217,7 +262,7 @@ int locks_rebuild(void *arg, const failure_change_t *change)
     uint8_t *mine;
     lock_plan_t plan = { -1, NULL, 0, NULL };
     void **all = NULL, **acks = NULL;
-    int node, status, to, *handoffs = NULL;
+    int node, status, *handoffs = NULL;
     uint32_t *ids = NULL;
     size_t nids = 0;
 
@@ -252,20 +297,7 @@ int locks_rebuild(void *arg, const failure_change_t *change)
             next[node] = 0;
         }
     }
-    nids = 0;
-    for (node = 0; node < locks.nodes; node++) {
-        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
-            lock_report_t r;
-            size_t k;
-
-            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
-            for (k = 0; k < nids && ids[k] != r.lock; k++) {
-            }
-            if (k == nids) {
-                ids[nids++] = r.lock;
-            }
-        }
-    }
+    nids = report_ids(all, lens, ids);
     pthread_mutex_lock(&locks.mutex);
     for (i = 0; i < nids; i++) {
         locks_plan_lock(ids[i], locks.nodes, all, lens, next,
@@ -281,20 +313,7 @@ int locks_rebuild(void *arg, const failure_change_t *change)
     if (status != FTSVM_OK) {
         goto out;
     }
-    pthread_mutex_lock(&locks.mutex);
-    locks.frozen = 0;
-    pthread_cond_broadcast(&locks.thaw);
-    for (i = 0; i < nids; i++) {
-        lock_state_t *st = locks_state(ids[i]);
-
-        handoffs[i] = (st != NULL) ? locks_handoff_target(st) : -1;   /* idle holders */
-    }
-    pthread_mutex_unlock(&locks.mutex);
-    for (i = 0; i < nids; i++) {
-        if ((to = handoffs[i]) >= 0) {
-            locks_hand_on(locks_state(ids[i]), to, change->view);
-        }
-    }
+    thaw(ids, nids, handoffs, change->view);
 out:
     free(all);
     free(next);
