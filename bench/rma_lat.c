@@ -19,7 +19,7 @@
  */
 #include "common/clock.h"
 #include "ftsvm.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <stdio.h>

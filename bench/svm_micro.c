@@ -16,7 +16,7 @@
 #include "common/stats.h"
 #include "ftsvm.h"
 #include "hlrc/hlrc_int.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <sched.h>
 #include <stdio.h>

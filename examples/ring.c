@@ -1,6 +1,6 @@
 /*
- * ring: a multi-node demo of the transport under ftsvm (the README's main
- * job until shared memory lands).
+ * ring: a multi-node demo of the transport under ftsvm, below the shared
+ * memory (soft-RoCE's stage runs it to check the verbs backend end to end).
  *
  *   ftsvm-run -n 4 build/examples/ring [rounds]
  *
@@ -13,7 +13,7 @@
  */
 #include "common/clock.h"
 #include "ftsvm.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

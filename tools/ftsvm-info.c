@@ -2,7 +2,7 @@
  *   ftsvm-info -c    every FTSVM_* variable with its value and doc
  *   ftsvm-info -v    the version */
 #include "common/log.h"
-#include "config.h"
+#include "runtime/config.h"
 #include "ftsvm.h"
 
 #include <stdio.h>

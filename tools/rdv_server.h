@@ -1,4 +1,4 @@
-/* The launcher side of the built-in rendezvous (lib/rdv_wire.h).
+/* The launcher side of the built-in rendezvous (lib/runtime/rdv_wire.h).
  *
  * The server owns its sockets and nothing else: it never starts, waits for or
  * kills a process. ftsvm-run drives it from its poll loop and tells it when a

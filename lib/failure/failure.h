@@ -25,7 +25,7 @@
 #ifndef FTSVM_FAILURE_H
 #define FTSVM_FAILURE_H
 
-#include "config.h"
+#include "runtime/config.h"
 #include "rdma/rdma.h"
 
 #include <stddef.h>

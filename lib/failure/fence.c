@@ -44,7 +44,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "ftsvm.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <dirent.h>
 #include <errno.h>

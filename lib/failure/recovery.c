@@ -107,21 +107,15 @@ static void gather_drop_before(uint64_t view)
     }
 }
 
-int failure_gather(const failure_change_t *change, unsigned round, const void *mine,
-                   size_t len, void ***all_p, size_t **lens_p)
+/* This node's contribution to every other member, in pieces. */
+static void gather_send(const failure_change_t *change, unsigned round, const void *mine,
+                        size_t len)
 {
     uint8_t piece[RDMA_AM_MAX_PAYLOAD];
     gather_hdr_t hdr = { change->view, round, (uint32_t)len, 0, 0 };
-    size_t nodes = (size_t)failure.nodes, total = 0, off;
-    failure_gather_buf_t *b;
-    void **all;
-    size_t *lens;
-    uint8_t *at;
-    int node, done, status = FTSVM_OK;
+    size_t off;
+    int node;
 
-    if (len > (64u << 20)) {
-        return FTSVM_ERANGE;
-    }
     for (node = 0; node < failure.nodes; node++) {
         if (!failure_member(node) || node == failure.node) {
             continue;
@@ -139,6 +133,22 @@ int failure_gather(const failure_change_t *change, unsigned round, const void *m
             off += hdr.len;
         } while (off < len);
     }
+}
+
+int failure_gather(const failure_change_t *change, unsigned round, const void *mine,
+                   size_t len, void ***all_p, size_t **lens_p)
+{
+    size_t nodes = (size_t)failure.nodes, total = 0;
+    failure_gather_buf_t *b;
+    void **all;
+    size_t *lens;
+    uint8_t *at;
+    int node, done, status = FTSVM_OK;
+
+    if (len > (64u << 20)) {
+        return FTSVM_ERANGE;
+    }
+    gather_send(change, round, mine, len);
     pthread_mutex_lock(&failure.lock);
     for (;;) {
         done = 1;
@@ -237,6 +247,55 @@ void failure_adoption_steps(const int *removed_now)
     }
 }
 
+/* Wait a while for the news of a failure a step saw. 0: recovery keeps
+ * failing, or the node stops: it was ended anyway. */
+static int await_news(int *rounds_p)
+{
+    uint64_t until;
+
+    pthread_mutex_lock(&failure.lock);
+    until = clock_now_ns() + 2 * failure.hb_timeout_ns + 1000000000ull;
+    while (failure.target_view <= failure_view() && !failure.stop && clock_now_ns() < until) {
+        struct timespec ts;
+
+        failure_timespec_in(&ts, 1000000000ull);
+        pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    if (++*rounds_p > 100 || failure.stop) {
+        /* end it anyway: threads waiting for recovery must not hang (at
+         * shutdown the others are leaving: no news) */
+        if (!failure.stop) {
+            ftsvm_error("view %llu: recovery keeps failing; giving up",
+                        (unsigned long long)failure_view());
+        }
+        pthread_mutex_lock(&failure.lock);
+        failure.recovered = failure_view();
+        failure.detected_ns = 0;
+        atomic_store(&failure.recovering, 0);
+        pthread_cond_broadcast(&failure.cond);
+        pthread_mutex_unlock(&failure.lock);
+        return 0;
+    }
+    return 1;
+}
+
+/* The recovered view: its events for ftsvm-run, and the application's
+ * callbacks, per removed node. */
+static void announce(const failure_change_t *change, uint64_t detected, uint64_t now)
+{
+    int i, j;
+
+    for (i = 0; change->removed_now[i] >= 0; i++) {
+        int node = change->removed_now[i];
+
+        failure_report(change->view, node, failure.cause[node], detected, now);
+        for (j = 0; j < failure.napp; j++) {
+            failure.app[j].cb((unsigned)change->view, node, failure.app[j].arg);
+        }
+    }
+}
+
 /* One view change: adopt, run every step, announce. */
 static void recover(int *removed_now, int *all_removed)
 {
@@ -251,28 +310,7 @@ again:
         }
         /* a step saw a member fail before the news of it came: wait for the
          * news a while, then run the steps again in any case */
-        pthread_mutex_lock(&failure.lock);
-        now = clock_now_ns() + 2 * failure.hb_timeout_ns + 1000000000ull;
-        while (failure.target_view <= failure_view() && !failure.stop && clock_now_ns() < now) {
-            struct timespec ts;
-
-            failure_timespec_in(&ts, 1000000000ull);
-            pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
-        }
-        pthread_mutex_unlock(&failure.lock);
-        if (++rounds > 100 || failure.stop) {
-            /* end it anyway: threads waiting for recovery must not hang (at
-             * shutdown the others are leaving: no news) */
-            if (!failure.stop) {
-                ftsvm_error("view %llu: recovery keeps failing; giving up",
-                            (unsigned long long)failure_view());
-            }
-            pthread_mutex_lock(&failure.lock);
-            failure.recovered = failure_view();
-            failure.detected_ns = 0;
-            atomic_store(&failure.recovering, 0);
-            pthread_cond_broadcast(&failure.cond);
-            pthread_mutex_unlock(&failure.lock);
+        if (!await_news(&rounds)) {
             return;
         }
         (void)failure_view_adopt(removed_now);
@@ -315,15 +353,7 @@ again:
     pthread_cond_broadcast(&failure.cond);
     pthread_mutex_unlock(&failure.lock);
     stats_add(&failure.stats, FAILURE_STAT_RECOVERY_US, (now - detected) / 1000u);
-    for (i = 0; all_removed[i] >= 0; i++) {
-        int j;
-
-        failure_report(change.view, all_removed[i], failure.cause[all_removed[i]], detected,
-                       now);
-        for (j = 0; j < failure.napp; j++) {
-            failure.app[j].cb((unsigned)change.view, all_removed[i], failure.app[j].arg);
-        }
-    }
+    announce(&change, detected, now);
 }
 
 static void *rec_main(void *arg)

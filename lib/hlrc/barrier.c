@@ -24,6 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* this node's barrier: the threads that arrived, and the leader among them
+ * that runs the node's part */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    unsigned        arrived;
+    int             leader;
+    uint64_t        epoch;     /* barriers completed by this node */
+    uint64_t        round;     /* rounds of the slots (a checked barrier takes two) */
+    int             status;
+} bar;
+
 static uint64_t *slot_here(int writer)
 {
     return (uint64_t *)rdma_region_addr(hlrc.rdma, HLRC_REGION_BARRIER) +
@@ -114,47 +126,48 @@ int hlrc_barrier(void)
     uint64_t epoch;
     int status;
 
-    pthread_mutex_lock(&hlrc.bar_lock);
-    epoch = hlrc.bar_epoch;
-    hlrc.bar_arrived++;
-    while (hlrc.bar_epoch == epoch) {
-        if (!hlrc.bar_leader && hlrc.bar_arrived >= runtime_threads_running()) {
-            hlrc.bar_leader = 1;
-            pthread_mutex_unlock(&hlrc.bar_lock);
-            status = barrier_node(++hlrc.bar_round);
+    pthread_mutex_lock(&bar.lock);
+    epoch = bar.epoch;
+    bar.arrived++;
+    while (bar.epoch == epoch) {
+        if (!bar.leader && bar.arrived >= runtime_threads_running()) {
+            bar.leader = 1;
+            pthread_mutex_unlock(&bar.lock);
+            status = barrier_node(++bar.round);
             if (status == FTSVM_OK && hlrc_checking_homes()) {
                 int ret;
 
                 status = hlrc_check_homes();
-                ret = barrier_node(++hlrc.bar_round);   /* nobody writes while others check */
+                ret = barrier_node(++bar.round);   /* nobody writes while others check */
                 status = (status == FTSVM_OK) ? ret : status;
             }
-            pthread_mutex_lock(&hlrc.bar_lock);
-            hlrc.bar_status  = status;
-            hlrc.bar_arrived = 0;
-            hlrc.bar_leader  = 0;
-            hlrc.bar_epoch++;
-            pthread_cond_broadcast(&hlrc.bar_cond);
+            pthread_mutex_lock(&bar.lock);
+            bar.status  = status;
+            bar.arrived = 0;
+            bar.leader  = 0;
+            bar.epoch++;
+            pthread_cond_broadcast(&bar.cond);
             break;
         }
-        pthread_cond_wait(&hlrc.bar_cond, &hlrc.bar_lock);
+        pthread_cond_wait(&bar.cond, &bar.lock);
     }
-    status = hlrc.bar_status;
-    pthread_mutex_unlock(&hlrc.bar_lock);
+    status = bar.status;
+    pthread_mutex_unlock(&bar.lock);
     return status;
 }
 
 void hlrc_thread_left(void)
 {
-    pthread_mutex_lock(&hlrc.bar_lock);
-    pthread_cond_broadcast(&hlrc.bar_cond);
-    pthread_mutex_unlock(&hlrc.bar_lock);
+    pthread_mutex_lock(&bar.lock);
+    pthread_cond_broadcast(&bar.cond);
+    pthread_mutex_unlock(&bar.lock);
 }
 
 int hlrc_barrier_init(void)
 {
-    pthread_mutex_init(&hlrc.bar_lock, NULL);
-    pthread_cond_init(&hlrc.bar_cond, NULL);
+    memset(&bar, 0, sizeof(bar));
+    pthread_mutex_init(&bar.lock, NULL);
+    pthread_cond_init(&bar.cond, NULL);
     runtime_on_thread_exit(hlrc_thread_left);
     return FTSVM_OK;
 }

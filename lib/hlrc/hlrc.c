@@ -88,9 +88,7 @@ void hlrc_fini(void)
     if (hlrc.notices != NULL) {
         hlrc_notices_fini();
     }
-    if (hlrc.arena_size != 0) {
-        hlrc_alloc_fini();
-    }
+    hlrc_alloc_fini();
     if (hlrc.updates != NULL) {
         munmap(hlrc.updates, hlrc.npages * sizeof(uint32_t));
     }

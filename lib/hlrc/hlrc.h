@@ -6,7 +6,7 @@
 #ifndef FTSVM_HLRC_H
 #define FTSVM_HLRC_H
 
-#include "config.h"
+#include "runtime/config.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -24,7 +24,7 @@
 #include "common/stats.h"
 #include "rdma/rdma.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -115,37 +115,11 @@ typedef struct hlrc {
     int                check_homes;   /* FTSVM_CHECK_HOMES */
     int              (*check_above)(void);   /* the locks' check, run with ours */
 
-    /* recovery (recover.c): while a view change is recovered no release
-     * begins, so that the homes can be repaired with nobody writing */
-    pthread_mutex_t    gate_lock;
-    pthread_cond_t     gate_cond;
-    int                gate_closed;
-
     /* write notices */
     size_t             ring_bytes;    /* per writer, in every node's region */
     uint64_t           ring_tail;     /* bytes this node has written to its rings */
     pthread_mutex_t    notice_lock;
     hlrc_notice_list_t *notices;      /* nodes: what each writer announced */
-
-    /* barrier */
-    pthread_mutex_t    bar_lock;
-    pthread_cond_t     bar_cond;
-    unsigned           bar_arrived;
-    int                bar_leader;
-    uint64_t           bar_epoch;     /* barriers completed by this node */
-    uint64_t           bar_round;     /* rounds of the slots (a checked barrier takes two) */
-    int                bar_status;
-
-    /* shared allocation: collective area from the bottom, then one malloc
-     * arena per node */
-    pthread_mutex_t    alloc_lock;
-    size_t             collective_top;   /* bytes of the collective area used */
-    size_t             collective_size;
-    size_t             arena_size;
-    size_t             arena_top;        /* bytes of this node's arena used */
-    uint32_t          *arena_blocks;     /* per 64-byte granule: size in granules at a block start */
-    uint32_t          *arena_free[32];   /* free lists by size class (granule offsets) */
-    size_t             arena_free_len[32], arena_free_cap[32];
 
     stats_group_t      stats;
 } hlrc_t;
@@ -253,13 +227,15 @@ void hlrc_fault_remove(void);
 uint8_t hlrc_page_take(size_t page);
 void hlrc_page_put(size_t page, uint8_t state);
 
-/* home.c */
+/* fetch.c: a copy that holds every interval this node requires (5.4) */
 int  hlrc_fetch(size_t page, uint8_t *dst);
+/* the meta words (2 x nodes) and the copy of one home, read once */
+int  hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy);
+
+/* home.c */
 int  hlrc_home_set_pending(size_t page, int which, uint64_t interval);
 int  hlrc_home_write_runs(size_t page, int which, const uint8_t *diff, size_t size);
 int  hlrc_home_mark_applied(size_t page, int which, uint64_t interval);
-/* the meta words (2 x nodes) and the copy of one home, read once */
-int  hlrc_home_read(size_t page, int which, uint64_t *meta, uint8_t *copy);
 
 /* propagate.c: one release's diffs, kept until both phases end */
 typedef struct page_diff {

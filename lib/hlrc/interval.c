@@ -41,12 +41,50 @@ static void release_pages(const uint32_t *pages, size_t npages)
     }
 }
 
-int hlrc_release(void)
+/* Step 4: each page's diff against its twin, into diffs[] (npages entries,
+ * zeroed); on FTSVM_ENOMEM the entries from the failed one on stay empty. */
+static int release_diffs(const uint32_t *pages, size_t npages, page_diff_t *diffs)
 {
     uint8_t scratch[HLRC_DIFF_MAX];
+    size_t i;
+
+    for (i = 0; i < npages; i++) {
+        diffs[i].page  = pages[i];
+        diffs[i].size  = (uint32_t)hlrc_diff_encode(
+            hlrc.backdoor + (size_t)pages[i] * HLRC_PAGE_SIZE,
+            hlrc.twins + (size_t)pages[i] * HLRC_PAGE_SIZE, scratch);
+        diffs[i].bytes = malloc(diffs[i].size);
+        if (diffs[i].bytes == NULL) {
+            return FTSVM_ENOMEM;
+        }
+        memcpy(diffs[i].bytes, scratch, diffs[i].size);
+        stats_add(&hlrc.stats, HLRC_STAT_DIFFS, 1);
+        stats_add(&hlrc.stats, HLRC_STAT_DIFF_BYTES, diffs[i].size);
+    }
+    return FTSVM_OK;
+}
+
+/* Step 6: vt[me] rises to the last interval that, with every earlier one,
+ * has ended both phases. */
+static void raise_own_vt(void)
+{
+    uint64_t ended;
+
+    pthread_mutex_lock(&hlrc.prop_lock);
+    ended = hlrc.phase_done[1];
+    pthread_mutex_unlock(&hlrc.prop_lock);
+    pthread_mutex_lock(&hlrc.vt_lock);
+    if (hlrc.vt[hlrc.node] < ended) {
+        hlrc.vt[hlrc.node] = ended;
+    }
+    pthread_mutex_unlock(&hlrc.vt_lock);
+}
+
+int hlrc_release(void)
+{
     page_diff_t *diffs = NULL;
     uint32_t *pages = NULL;
-    uint64_t interval, ended;
+    uint64_t interval;
     size_t npages, i;
     int status = FTSVM_OK;
 
@@ -86,20 +124,8 @@ int hlrc_release(void)
     diffs = calloc(npages, sizeof(*diffs));
     if (diffs == NULL) {
         status = FTSVM_ENOMEM;
-    }
-    for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        diffs[i].page  = pages[i];
-        diffs[i].size  = (uint32_t)hlrc_diff_encode(
-            hlrc.backdoor + (size_t)pages[i] * HLRC_PAGE_SIZE,
-            hlrc.twins + (size_t)pages[i] * HLRC_PAGE_SIZE, scratch);
-        diffs[i].bytes = malloc(diffs[i].size);
-        if (diffs[i].bytes == NULL) {
-            status = FTSVM_ENOMEM;
-            break;
-        }
-        memcpy(diffs[i].bytes, scratch, diffs[i].size);
-        stats_add(&hlrc.stats, HLRC_STAT_DIFFS, 1);
-        stats_add(&hlrc.stats, HLRC_STAT_DIFF_BYTES, diffs[i].size);
+    } else if (status == FTSVM_OK) {
+        status = release_diffs(pages, npages, diffs);
     }
     if (status == FTSVM_OK) {
         status = hlrc_propagate(interval, diffs, npages);
@@ -121,14 +147,7 @@ int hlrc_release(void)
     }
 out_vt:
     if (status == FTSVM_OK) {
-        pthread_mutex_lock(&hlrc.prop_lock);
-        ended = hlrc.phase_done[1];
-        pthread_mutex_unlock(&hlrc.prop_lock);
-        pthread_mutex_lock(&hlrc.vt_lock);
-        if (hlrc.vt[hlrc.node] < ended) {
-            hlrc.vt[hlrc.node] = ended;
-        }
-        pthread_mutex_unlock(&hlrc.vt_lock);
+        raise_own_vt();
     }
     return status;
 }

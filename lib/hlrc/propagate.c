@@ -142,44 +142,58 @@ static int phase_homes(uint32_t page, int which, int homes[2])
     return n;
 }
 
-/* One phase: `which` names the homes it writes (phase_homes). */
-static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+/* Before phase 1: every page still has a home to write. */
+static int phase_check_homes(uint64_t k, const page_diff_t *diffs, size_t npages)
 {
-    const replica_stop_point_t *stop = stop_points[which];
-    int marker = (which == REPLICA_PRIMARY) ? REPLICA_NEXT_RELEASE : REPLICA_LAST_RELEASE;
-    int replicated = hlrc.replicated, status = FTSVM_OK, armed, homes[2], n, h;
     size_t i;
 
-    for (i = 0; i < npages && status == FTSVM_OK; i++) {
-        if (which == REPLICA_PRIMARY && hlrc_home(diffs[i].page, which) < 0) {
+    for (i = 0; i < npages; i++) {
+        if (hlrc_home(diffs[i].page, REPLICA_PRIMARY) < 0) {
             ftsvm_error("page 0x%x has no home left (%s): interval %llu cannot be "
                         "written", diffs[i].page,
-                        replicated ? "both of its homes failed" : "FTSVM_REPLICAS=1 keeps "
-                        "one copy", (unsigned long long)k);
+                        hlrc.replicated ? "both of its homes failed" : "FTSVM_REPLICAS=1 "
+                        "keeps one copy", (unsigned long long)k);
             return FTSVM_EPEER;
         }
     }
-    if (replicated) {
-        /* a page's other home, written in place in phase 1 when this node
-         * is a home too, first gets what the runs overwrite (undo.c),
-         * fenced before the pending entry that points at it */
-        if (which == REPLICA_PRIMARY) {
-            status = hlrc_undo_write(k, diffs, npages);
-        }
-        for (i = 0; i < npages && status == FTSVM_OK; i++) {
-            n = phase_homes(diffs[i].page, which, homes);
-            for (h = 0; h < n && status == FTSVM_OK; h++) {
-                status = hlrc_home_set_pending(diffs[i].page, homes[h], k);
-            }
-        }
-        /* every pending entry lands before any run: a home never holds part
-         * of k without saying so */
-        if (status == FTSVM_OK) {
-            status = rdma_fence(hlrc.rdma);
-        }
-        replica_stop_check(stop[0], k, 0);
+    return FTSVM_OK;
+}
+
+/* Step 1 (two homes only): pending[P] = k on every page of the phase. */
+static int phase_pending(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+{
+    int status = FTSVM_OK, homes[2], n, h;
+    size_t i;
+
+    /* a page's other home, written in place in phase 1 when this node
+     * is a home too, first gets what the runs overwrite (undo.c),
+     * fenced before the pending entry that points at it */
+    if (which == REPLICA_PRIMARY) {
+        status = hlrc_undo_write(k, diffs, npages);
     }
-    armed = replica_stop_armed(stop[1], k) || replica_fault_armed(stop[1]);
+    for (i = 0; i < npages && status == FTSVM_OK; i++) {
+        n = phase_homes(diffs[i].page, which, homes);
+        for (h = 0; h < n && status == FTSVM_OK; h++) {
+            status = hlrc_home_set_pending(diffs[i].page, homes[h], k);
+        }
+    }
+    /* every pending entry lands before any run: a home never holds part
+     * of k without saying so */
+    if (status == FTSVM_OK) {
+        status = rdma_fence(hlrc.rdma);
+    }
+    replica_stop_check(stop_points[which][0], k, 0);
+    return status;
+}
+
+/* Step 2: the diff runs, straight into the home copies. */
+static int phase_runs(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+{
+    const replica_stop_point_t point = stop_points[which][1];
+    int status = FTSVM_OK, armed, homes[2], n, h;
+    size_t i;
+
+    armed = replica_stop_armed(point, k) || replica_fault_armed(point);
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
         n = phase_homes(diffs[i].page, which, homes);
         for (h = 0; h < n && status == FTSVM_OK; h++) {
@@ -187,31 +201,46 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
                                           diffs[i].size);
         }
         if (armed) {
-            replica_stop_check(stop[1], k, i + 1);
+            replica_stop_check(point, k, i + 1);
         }
     }
     /* Phase 1: every run at every primary before nextRelease (other
      * endpoints: a flush). Otherwise a page's applied word goes to the home
      * its runs went to, and a fence orders them there. */
     if (status == FTSVM_OK) {
-        status = (replicated && which == REPLICA_PRIMARY) ? rdma_flush(hlrc.rdma, RDMA_ALL_PEERS)
-                                                          : rdma_fence(hlrc.rdma);
+        status = (hlrc.replicated && which == REPLICA_PRIMARY)
+                     ? rdma_flush(hlrc.rdma, RDMA_ALL_PEERS) : rdma_fence(hlrc.rdma);
     }
-    if (status == FTSVM_OK && replicated && which == REPLICA_PRIMARY) {
-        status = turn_wait(PHASE_1, k);
-        if (status == FTSVM_OK) {
-            status = replica_marker_put(marker, k);
-        }
-        /* k is durable at the backup before any primary drops its pending
-         * entry (else a failure here would leave k half-visible) */
-        if (status == FTSVM_OK) {
-            status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
-        }
-        if (status == FTSVM_OK) {
-            turn_end(PHASE_1, k);
-            replica_stop_check(stop[3], k, 0);
-        }
+    return status;
+}
+
+/* Step 3 of phase 1 (two homes only): nextRelease(P) = k at the backup, in
+ * interval order. */
+static int phase_next_release(uint64_t k)
+{
+    int status = turn_wait(PHASE_1, k);
+
+    if (status == FTSVM_OK) {
+        status = replica_marker_put(REPLICA_NEXT_RELEASE, k);
     }
+    /* k is durable at the backup before any primary drops its pending
+     * entry (else a failure here would leave k half-visible) */
+    if (status == FTSVM_OK) {
+        status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
+    }
+    if (status == FTSVM_OK) {
+        turn_end(PHASE_1, k);
+        replica_stop_check(stop_points[REPLICA_PRIMARY][3], k, 0);
+    }
+    return status;
+}
+
+/* Step 4: applied[P] = k, pending[P] = 0 on every page of the phase. */
+static int phase_applied(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+{
+    int status = FTSVM_OK, homes[2], n, h;
+    size_t i;
+
     for (i = 0; i < npages && status == FTSVM_OK; i++) {
         n = phase_homes(diffs[i].page, which, homes);
         for (h = 0; h < n && status == FTSVM_OK; h++) {
@@ -220,19 +249,53 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
     }
     if (status == FTSVM_OK) {
         status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
-        replica_stop_check(stop[2], k, 0);
+        replica_stop_check(stop_points[which][2], k, 0);
+    }
+    return status;
+}
+
+/* The end of phase 2 (or of the single-home protocol): lastRelease(P) = k
+ * in interval order, and k has ended both phases. */
+static int phase_last_release(uint64_t k, int which)
+{
+    int status = turn_wait(PHASE_BOTH, k);
+
+    /* not flushed: until it lands, recovery finishes phase 2 from the
+     * primaries, which is what phase 2 wrote anyway */
+    if (status == FTSVM_OK && hlrc.replicated) {
+        status = replica_marker_put(REPLICA_LAST_RELEASE, k);
+        replica_stop_check(stop_points[which][3], k, 0);
+    }
+    if (status == FTSVM_OK) {
+        turn_end(PHASE_BOTH, k);
+    }
+    return status;
+}
+
+/* One phase: `which` names the homes it writes (phase_homes). Phase 1 is
+ * pending, runs, nextRelease, applied; phase 2 pending, runs, applied,
+ * lastRelease; one home only: runs, applied. */
+static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
+{
+    int replicated = hlrc.replicated, status = FTSVM_OK;
+
+    if (which == REPLICA_PRIMARY) {
+        status = phase_check_homes(k, diffs, npages);
+    }
+    if (status == FTSVM_OK && replicated) {
+        status = phase_pending(k, diffs, npages, which);
+    }
+    if (status == FTSVM_OK) {
+        status = phase_runs(k, diffs, npages, which);
+    }
+    if (status == FTSVM_OK && replicated && which == REPLICA_PRIMARY) {
+        status = phase_next_release(k);
+    }
+    if (status == FTSVM_OK) {
+        status = phase_applied(k, diffs, npages, which);
     }
     if (status == FTSVM_OK && (which == REPLICA_SECONDARY || !replicated)) {
-        status = turn_wait(PHASE_BOTH, k);
-        /* not flushed: until it lands, recovery finishes phase 2 from the
-         * primaries, which is what phase 2 wrote anyway */
-        if (status == FTSVM_OK && replicated) {
-            status = replica_marker_put(marker, k);
-            replica_stop_check(stop[3], k, 0);
-        }
-        if (status == FTSVM_OK) {
-            turn_end(PHASE_BOTH, k);
-        }
+        status = phase_last_release(k, which);
     }
     return status;
 }

@@ -40,23 +40,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* while a view change is recovered no release begins, so that the homes can
+ * be repaired with nobody writing */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    int             closed;
+} gate;
+
 void hlrc_gate_pass(void)
 {
     int closed;
 
     for (;;) {
-        pthread_mutex_lock(&hlrc.gate_lock);
-        while (hlrc.gate_closed) {
-            pthread_cond_wait(&hlrc.gate_cond, &hlrc.gate_lock);
+        pthread_mutex_lock(&gate.lock);
+        while (gate.closed) {
+            pthread_cond_wait(&gate.cond, &gate.lock);
         }
-        pthread_mutex_unlock(&hlrc.gate_lock);
+        pthread_mutex_unlock(&gate.lock);
         /* drain reads the last closed interval under close_lock after the
          * gate closed: a release that finds the gate open under it closes
          * its interval before drain reads, and so is waited for */
         pthread_mutex_lock(&hlrc.close_lock);
-        pthread_mutex_lock(&hlrc.gate_lock);
-        closed = hlrc.gate_closed;
-        pthread_mutex_unlock(&hlrc.gate_lock);
+        pthread_mutex_lock(&gate.lock);
+        closed = gate.closed;
+        pthread_mutex_unlock(&gate.lock);
         if (!closed) {
             return;
         }
@@ -66,10 +74,10 @@ void hlrc_gate_pass(void)
 
 static void gate_set(int closed)
 {
-    pthread_mutex_lock(&hlrc.gate_lock);
-    hlrc.gate_closed = closed;
-    pthread_cond_broadcast(&hlrc.gate_cond);
-    pthread_mutex_unlock(&hlrc.gate_lock);
+    pthread_mutex_lock(&gate.lock);
+    gate.closed = closed;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
 }
 
 /* adoption: pages left with one home, here (F was the other) */
@@ -330,9 +338,9 @@ int hlrc_recover_init(void)
 {
     int status;
 
-    pthread_mutex_init(&hlrc.gate_lock, NULL);
-    pthread_cond_init(&hlrc.gate_cond, NULL);
-    hlrc.gate_closed = 0;
+    pthread_mutex_init(&gate.lock, NULL);
+    pthread_cond_init(&gate.cond, NULL);
+    gate.closed = 0;
     status = failure_on_recovery(0, settle_single_home, NULL);
     if (status == FTSVM_OK) {
         status = failure_on_recovery(10, recover_pages, NULL);

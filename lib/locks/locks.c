@@ -33,7 +33,7 @@
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -88,7 +88,8 @@ static int vt_save(lock_state_t *st, const uint64_t *vt)
         home = locks_home(st->id, REPLICA_SECONDARY);
     }
     if (home < 0 || !rdma_peer_alive(locks.rdma, home)) {
-        return FTSVM_OK;   /* the home left: recovery (issue 6) picks another */
+        return FTSVM_OK;   /* the home left: the view change's rebuild takes the vt
+                              from the survivors' reports (rebuild.c) */
     }
     status = rdma_put(locks.rdma, home, locks.region, locks_vt_offset(st->id) + 16u, vt,
                       (size_t)locks.nodes * sizeof(uint64_t));

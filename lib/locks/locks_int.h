@@ -9,6 +9,7 @@
 #include "rdma/rdma.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -82,5 +83,30 @@ void          locks_hand_on(lock_state_t *st, int to, uint64_t epoch);
 /* rebuild.c: the steps run at a view change */
 int locks_freeze(void *arg, const failure_change_t *change);
 int locks_rebuild(void *arg, const failure_change_t *change);
+
+/* What one survivor reports of one lock at a view change. */
+enum { REPORT_TOKEN = 1, REPORT_WAITING = 2, REPORT_HOME = 4, REPORT_SAVED = 8 };
+typedef struct {
+    uint32_t lock;
+    uint32_t flags;
+    /* then vt[nodes], saved[nodes] */
+} lock_report_t;
+size_t locks_report_size(int nodes);
+
+/* the new queue of one lock, from every survivor's report of it */
+typedef struct {
+    int       holder;        /* has the token now, -1 none */
+    int      *chain;         /* nodes: the queue, holder (or new token) first */
+    int       len;
+    uint64_t *vt;            /* for a new token */
+} lock_plan_t;
+
+/* The same plan on every survivor, a pure function of the reports:
+ * all[node] holds lens[node] bytes of node's reports (NULL: none), next[node]
+ * is nextRelease of a failed node (0 for a member), `primary` the lock's
+ * primary home, where a new token waits when the old one was lost. chain and
+ * vt hold `nodes` entries. len 0: no survivor knows the lock. */
+void locks_plan_lock(uint32_t id, int nodes, void **all, const size_t *lens,
+                     const uint64_t *next, int primary, lock_plan_t *plan);
 
 #endif

@@ -21,17 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { REPORT_TOKEN = 1, REPORT_WAITING = 2, REPORT_HOME = 4, REPORT_SAVED = 8 };
-
-typedef struct {
-    uint32_t lock;
-    uint32_t flags;
-    /* then vt[nodes], saved[nodes] */
-} lock_report_t;
+size_t locks_report_size(int nodes)
+{
+    return sizeof(lock_report_t) + 2u * (size_t)nodes * sizeof(uint64_t);
+}
 
 static size_t report_size(void)
 {
-    return sizeof(lock_report_t) + 2u * (size_t)locks.nodes * sizeof(uint64_t);
+    return locks_report_size(locks.nodes);
 }
 
 int locks_freeze(void *arg, const failure_change_t *change)
@@ -106,24 +103,16 @@ static uint8_t *build_report(size_t *len_p)
     return (buf != NULL) ? buf : malloc(1);
 }
 
-/* the new queue of one lock, from every survivor's report of it */
-typedef struct {
-    int       holder;        /* has the token now, -1 none */
-    int      *chain;         /* nodes: the queue, holder (or new token) first */
-    int       len;
-    uint64_t *vt;            /* for a new token */
-} lock_plan_t;
-
-static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_t *next,
-                      lock_plan_t *plan)
+void locks_plan_lock(uint32_t id, int nodes, void **all, const size_t *lens,
+                     const uint64_t *next, int primary, lock_plan_t *plan)
 {
-    size_t size = report_size(), i;
+    size_t size = locks_report_size(nodes), i;
     int node, j, known = 0;
 
     plan->holder = -1;
     plan->len = 0;
-    memset(plan->vt, 0, (size_t)locks.nodes * 8u);
-    for (node = 0; node < locks.nodes; node++) {
+    memset(plan->vt, 0, (size_t)nodes * 8u);
+    for (node = 0; node < nodes; node++) {
         const uint8_t *at;
 
         for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
@@ -137,8 +126,8 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
             }
             known = 1;
             vt = (const uint64_t *)(at + sizeof(r));
-            saved = vt + locks.nodes;
-            for (j = 0; j < locks.nodes; j++) {
+            saved = vt + nodes;
+            for (j = 0; j < nodes; j++) {
                 plan->vt[j] = (vt[j] > plan->vt[j]) ? vt[j] : plan->vt[j];
                 if ((r.flags & REPORT_SAVED) && saved[j] > plan->vt[j]) {
                     plan->vt[j] = saved[j];
@@ -152,15 +141,15 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
     if (!known) {
         return;
     }
-    for (j = 0; j < locks.nodes; j++) {
-        if (!failure_member(j) && next[j] > plan->vt[j]) {
+    for (j = 0; j < nodes; j++) {
+        if (next[j] > plan->vt[j]) {
             plan->vt[j] = next[j];   /* every interval of it up to nextRelease is durable */
         }
     }
     if (plan->holder >= 0) {
         plan->chain[plan->len++] = plan->holder;
     }
-    for (node = 0; node < locks.nodes; node++) {
+    for (node = 0; node < nodes; node++) {
         for (i = 0; node != plan->holder && all[node] != NULL && i + size <= lens[node];
              i += size) {
             lock_report_t r;
@@ -175,7 +164,7 @@ static void plan_lock(uint32_t id, void **all, const size_t *lens, const uint64_
     if (plan->len == 0) {
         /* the token was with the failed node, or on its way: a new one waits,
          * idle, at the lock's primary home */
-        plan->chain[plan->len++] = locks_home(id, REPLICA_PRIMARY);
+        plan->chain[plan->len++] = primary;
     }
 }
 
@@ -221,6 +210,51 @@ static void apply_plan(uint32_t id, const lock_plan_t *plan)
     /* the token moves only once every node has its part (thaw) */
 }
 
+/* Every lock id the reports name, once each, into ids[]; returns how many. */
+static size_t report_ids(void **all, const size_t *lens, uint32_t *ids)
+{
+    size_t size = report_size(), nids = 0, i;
+    int node;
+
+    for (node = 0; node < locks.nodes; node++) {
+        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
+            lock_report_t r;
+            size_t k;
+
+            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
+            for (k = 0; k < nids && ids[k] != r.lock; k++) {
+            }
+            if (k == nids) {
+                ids[nids++] = r.lock;
+            }
+        }
+    }
+    return nids;
+}
+
+/* Every node has its part: the queues run again, and an idle holder hands
+ * its lock on in `view`. handoffs[]: nids entries of scratch. */
+static void thaw(const uint32_t *ids, size_t nids, int *handoffs, uint64_t view)
+{
+    size_t i;
+    int to;
+
+    pthread_mutex_lock(&locks.mutex);
+    locks.frozen = 0;
+    pthread_cond_broadcast(&locks.thaw);
+    for (i = 0; i < nids; i++) {
+        lock_state_t *st = locks_state(ids[i]);
+
+        handoffs[i] = (st != NULL) ? locks_handoff_target(st) : -1;   /* idle holders */
+    }
+    pthread_mutex_unlock(&locks.mutex);
+    for (i = 0; i < nids; i++) {
+        if ((to = handoffs[i]) >= 0) {
+            locks_hand_on(locks_state(ids[i]), to, view);
+        }
+    }
+}
+
 int locks_rebuild(void *arg, const failure_change_t *change)
 {
     size_t len = 0, *lens, size = report_size(), i;
@@ -228,7 +262,7 @@ int locks_rebuild(void *arg, const failure_change_t *change)
     uint8_t *mine;
     lock_plan_t plan = { -1, NULL, 0, NULL };
     void **all = NULL, **acks = NULL;
-    int node, status, to, *handoffs = NULL;
+    int node, status, *handoffs = NULL;
     uint32_t *ids = NULL;
     size_t nids = 0;
 
@@ -263,23 +297,11 @@ int locks_rebuild(void *arg, const failure_change_t *change)
             next[node] = 0;
         }
     }
-    nids = 0;
-    for (node = 0; node < locks.nodes; node++) {
-        for (i = 0; all[node] != NULL && i + size <= lens[node]; i += size) {
-            lock_report_t r;
-            size_t k;
-
-            memcpy(&r, (const uint8_t *)all[node] + i, sizeof(r));
-            for (k = 0; k < nids && ids[k] != r.lock; k++) {
-            }
-            if (k == nids) {
-                ids[nids++] = r.lock;
-            }
-        }
-    }
+    nids = report_ids(all, lens, ids);
     pthread_mutex_lock(&locks.mutex);
     for (i = 0; i < nids; i++) {
-        plan_lock(ids[i], all, lens, next, &plan);
+        locks_plan_lock(ids[i], locks.nodes, all, lens, next,
+                        locks_home(ids[i], REPLICA_PRIMARY), &plan);
         if (plan.len > 0) {
             apply_plan(ids[i], &plan);
         }
@@ -291,20 +313,7 @@ int locks_rebuild(void *arg, const failure_change_t *change)
     if (status != FTSVM_OK) {
         goto out;
     }
-    pthread_mutex_lock(&locks.mutex);
-    locks.frozen = 0;
-    pthread_cond_broadcast(&locks.thaw);
-    for (i = 0; i < nids; i++) {
-        lock_state_t *st = locks_state(ids[i]);
-
-        handoffs[i] = (st != NULL) ? locks_handoff_target(st) : -1;   /* idle holders */
-    }
-    pthread_mutex_unlock(&locks.mutex);
-    for (i = 0; i < nids; i++) {
-        if ((to = handoffs[i]) >= 0) {
-            locks_hand_on(locks_state(ids[i]), to, change->view);
-        }
-    }
+    thaw(ids, nids, handoffs, change->view);
 out:
     free(all);
     free(next);

@@ -9,7 +9,7 @@
 #ifndef FTSVM_REPLICA_H
 #define FTSVM_REPLICA_H
 
-#include "config.h"
+#include "runtime/config.h"
 #include "rdma/rdma.h"
 
 #include <stdatomic.h>

@@ -2,8 +2,8 @@
  * What a reader does about a writer W's entries on one page, given the two
  * homes' applied/pending words for W and W's markers (DESIGN.md 5.4, the
  * seed's three failure cases). A pure function, so that every combination
- * can be tested (test/unit/test_resolve.c); the failure issue wires it to
- * real failures.
+ * can be tested (test/unit/test_replica.c, suite "resolve"); page recovery
+ * (lib/hlrc/recover.c) applies its verdict to the homes of a failed writer.
  *
  * What the protocol allows, per page (page locking: one interval of W at a
  * time is in flight on a page, and it finishes both phases before W's next

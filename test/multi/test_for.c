@@ -141,7 +141,7 @@ static void expect_refused(const run_result_t *r, const char *const calls[], con
     }
 }
 
-/* the issue's chunk that adds to a counter under a lock: the lock is refused
+/* a chunk that adds to a counter under a lock (the obvious first try): the lock is refused
  * in every chunk, with everything else that releases or is collective, and
  * so is a sibling thread's lock, barrier or loop call while the loop runs */
 Test(ftsvm_for, a_release_from_a_chunk_or_a_sibling_thread_is_refused, .timeout = 120) {

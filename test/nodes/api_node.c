@@ -94,7 +94,7 @@ static void check_idle(void)
 }
 
 /* Connect to the job's rendezvous and say HELLO with a wrong key (the
- * layout of lib/rdv_wire.h: magic, type, status, node, len, payload). */
+ * layout of lib/runtime/rdv_wire.h: magic, type, status, node, len, payload). */
 static void intrude(void)
 {
     const char *rdv = getenv("FTSVM_RDV");

@@ -47,7 +47,7 @@
 #include <time.h>
 
 #define MAX_CALLS 8
-/* the first lock id the library keeps for itself (lib/failure/tasks.h) */
+/* the first lock id the library keeps for itself (lib/api/tasks.h) */
 #define LIBRARY_LOCK_FIRST ((1u << 24) - 16)
 
 

@@ -5,7 +5,7 @@
 #define FTSVM_TEST_NODE_UTIL_H
 
 #include "ftsvm.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>

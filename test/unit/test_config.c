@@ -1,6 +1,6 @@
 /* The FTSVM_* configuration table: defaults, parsing of each type, and a
  * clear refusal of every bad value. */
-#include "config.h"
+#include "runtime/config.h"
 #include "ftsvm.h"
 
 #include <criterion/criterion.h>

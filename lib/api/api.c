@@ -3,18 +3,18 @@
  * start-up and shutdown in order, the entry points of shared memory, locks,
  * barriers and loops, and the reduction operators. The node and thread
  * identity calls live in init.c. Every call that releases goes through the
- * loops' guard (failure/tasks.h): none may run inside an ftsvm_for chunk or
+ * loops' guard (tasks.h): none may run inside an ftsvm_for chunk or
  * beside a running ftsvm_for.
  */
 #include "common/log.h"
 #include "common/stats.h"
 #include "failure/failure.h"
-#include "failure/tasks.h"
+#include "tasks.h"
 #include "ftsvm.h"
 #include "hlrc/hlrc.h"
 #include "locks/locks.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <errno.h>
 #include <stdint.h>

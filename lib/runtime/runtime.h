@@ -42,7 +42,7 @@ void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p);
  * FTSVM_ESYS when there is no such process. */
 int runtime_process_stat(int pid, char *state_p, uint64_t *start_time_p);
 
-/* Start-up in steps (lib/api.c drives them): boot reads the configuration,
+/* Start-up in steps (lib/api/api.c drives them): boot reads the configuration,
  * meets the other nodes and learns where each runs (processes); while
  * booting, runtime_booting() gives the configuration with node and nodes
  * known; connect creates the transport with the modules' regions; up makes

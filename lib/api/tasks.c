@@ -21,8 +21,8 @@
  * node) inside one critical section of the lock, runs the batch on its T
  * threads, and commits it in the next critical section, which also claims
  * the following batch. Nothing on this node releases between the two (the
- * guard below refuses every releasing call meanwhile), so the chunks' writes
- * and their commit marks are in the same interval of the node: after a
+ * guard of guard.c refuses every releasing call meanwhile), so the chunks'
+ * writes and their commit marks are in the same interval of the node: after a
  * failure of the node, either both are visible (the chunk is done) or
  * neither (the chunk is still "claimed" by a node that is no longer alive,
  * which is as good as free, and a survivor runs it again on the memory as it
@@ -42,13 +42,13 @@
  * window committed; by release consistency it then sees every chunk's
  * writes too.
  */
-#include "tasks.h"
+#include "tasks_int.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "ftsvm.h"
 #include "locks/locks.h"
 #include "replica/replica.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -60,10 +60,8 @@
 /* chunks per window: 32 KiB of chunk words */
 #define TASKS_TABLE_CHUNKS 4096u
 #define TASKS_HEADER_WORDS 8u     /* generation, cursor, committed, reduce, spare (one line) */
-#define TASKS_MAX_THREADS  256
 /* the reduction slots: a window of a reduction has as many chunks as fit */
 #define TASKS_SLOT_BYTES   (1u << 20)
-#define TASKS_SLOT_ALIGN   16u
 
 enum { HDR_GENERATION, HDR_CURSOR, HDR_COMMITTED, HDR_REDUCE };
 
@@ -92,157 +90,11 @@ static struct {
     int                registered;
 } tasks = { .mutex = PTHREAD_MUTEX_INITIALIZER };
 
-/* ---- the guard: nothing on the node releases while chunks run ----
- *
- * A release publishes every write of the node's open interval, those of a
- * running or finished but uncommitted chunk included, ahead of the chunk's
- * commit mark: if the node died then, a survivor would run the chunk again
- * on top of its published writes (a lock taken in a chunk to add to a
- * counter counts items twice). So while an ftsvm_for runs on a node, the
- * public calls that release or lead to a release (lock acquire and release,
- * barrier, ftsvm_for, ftsvm_finalize) fail with FTSVM_ESTATE, in every run,
- * failure or not: from a chunk (in_chunk, per thread: the threads that run
- * chunks are the caller and its helpers) and from any other thread of the
- * node (guard.loops).
- *
- * Refused, not made safe. Holding another thread's release back until the
- * loop returns would keep exactly once, but that thread would stall for a
- * whole loop with no word, and a barrier held back so would deadlock with a
- * caller whose next ftsvm_for waited for it; a release let through at a
- * point between batches would still publish the last batch's writes ahead
- * of their commit. A clear error, the same in every run, is what a user can
- * act on. A lock release already under way when ftsvm_for starts ends first
- * (it takes bounded time; guard.releasing); an acquire under way is no
- * release. A barrier entered before the loop cannot release during it: its
- * node's part starts when every registered thread arrived, the loop's
- * caller and helpers included.
- */
-static __thread int in_chunk;
 
-static struct {
-    pthread_mutex_t mutex;
-    pthread_cond_t  cond;        /* releasing fell to 0 */
-    int             loops;       /* an ftsvm_for runs on this node */
-    unsigned        releasing;   /* guarded lock releases in flight */
-} guard = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
-
-static int refuse_in_chunk(const char *call)
+void tasks_count_refused(void)
 {
-    ftsvm_error("%s: refused inside an ftsvm_for chunk: a chunk takes no lock, barrier or "
-                "loop (what it wrote would be published before its commit mark, and applied "
-                "twice if a failure made it run again); for a result, use ftsvm_for_reduce",
-                call);
     stats_add(&tasks.stats, TASKS_STAT_REFUSED, 1);
-    return FTSVM_ESTATE;
 }
-
-static int refuse_in_loop(const char *call)
-{
-    ftsvm_error("%s: refused while ftsvm_for runs on this node: a release by another thread "
-                "would publish the running chunks' writes before their commit marks, and "
-                "break exactly once if this node failed; call it after ftsvm_for returns",
-                call);
-    stats_add(&tasks.stats, TASKS_STAT_REFUSED, 1);
-    return FTSVM_ESTATE;
-}
-
-int tasks_in_chunk(void)
-{
-    return in_chunk;
-}
-
-int tasks_guard_enter(const char *call, int releases)
-{
-    int loops;
-
-    if (in_chunk) {
-        return refuse_in_chunk(call);
-    }
-    pthread_mutex_lock(&guard.mutex);
-    loops = guard.loops;
-    if (!loops && releases) {
-        guard.releasing++;
-    }
-    pthread_mutex_unlock(&guard.mutex);
-    return loops ? refuse_in_loop(call) : FTSVM_OK;
-}
-
-void tasks_guard_leave(int releases)
-{
-    if (!releases) {
-        return;
-    }
-    pthread_mutex_lock(&guard.mutex);
-    if (--guard.releasing == 0) {
-        pthread_cond_broadcast(&guard.cond);
-    }
-    pthread_mutex_unlock(&guard.mutex);
-}
-
-/* From here until loop_end no other releasing call starts on this node, and
- * none is under way. */
-static int loop_begin(const char *call)
-{
-    if (in_chunk) {
-        return refuse_in_chunk(call);
-    }
-    pthread_mutex_lock(&guard.mutex);
-    if (guard.loops) {
-        pthread_mutex_unlock(&guard.mutex);
-        return refuse_in_loop(call);
-    }
-    guard.loops = 1;
-    while (guard.releasing > 0) {
-        pthread_cond_wait(&guard.cond, &guard.mutex);
-    }
-    pthread_mutex_unlock(&guard.mutex);
-    return FTSVM_OK;
-}
-
-static void loop_end(void)
-{
-    pthread_mutex_lock(&guard.mutex);
-    guard.loops = 0;
-    pthread_mutex_unlock(&guard.mutex);
-}
-
-/* ---- one call: the loop, the window being worked on, the node's batch ---- */
-
-typedef struct tasks_batch {
-    size_t   index[TASKS_MAX_THREADS];   /* chunk index in the window */
-    unsigned count;
-    uint32_t generation;                 /* of the window the batch came from */
-    size_t   window_first;               /* its first chunk in the loop */
-} tasks_batch_t;
-
-/* what ftsvm_for_reduce adds to a loop */
-typedef struct tasks_reduce {
-    void   (*fn)(size_t first, size_t count, void *arg, void *partial);
-    void   (*combine)(void *into, const void *from, size_t size, void *arg);
-    size_t   size, stride;   /* of a partial; of its slot */
-    uint8_t *identity;       /* the caller's result on entry */
-    uint8_t *acc;            /* the folded partials, in chunk order */
-    uint8_t *scratch;        /* a partial per chunk of the batch, private */
-} tasks_reduce_t;
-
-typedef struct tasks_call {
-    size_t   n, chunk, nchunks;
-    size_t   window;          /* chunks per window */
-    void   (*fn)(size_t first, size_t count, void *arg);
-    void    *arg;
-    tasks_reduce_t reduce;    /* reduce.fn NULL: a plain loop */
-    int      node, threads;
-
-    /* the batch the node's threads run now; under `mutex` */
-    pthread_mutex_t mutex;
-    pthread_cond_t  work_cond;    /* helpers: a batch is posted, or quit */
-    pthread_cond_t  done_cond;    /* the caller: the batch has run */
-    tasks_batch_t   batch;
-    unsigned        round;        /* bumped for each posted batch */
-    unsigned        next;         /* next chunk of the batch to hand out */
-    unsigned        finished;     /* chunks of the batch that have run */
-    int             quit;
-} tasks_call_t;
 
 static void run_chunk(tasks_call_t *call, unsigned in_batch)
 {
@@ -253,7 +105,7 @@ static void run_chunk(tasks_call_t *call, unsigned in_batch)
     tasks_reduce_t *r = &call->reduce;
     uint8_t *partial;
 
-    in_chunk = 1;
+    tasks_running_chunk = 1;
     if (r->fn == NULL) {
         call->fn(first, count, call->arg);
     } else {
@@ -264,7 +116,7 @@ static void run_chunk(tasks_call_t *call, unsigned in_batch)
          * between here and the commit (the guard) */
         memcpy(tasks.slots + in_window * r->stride, partial, r->size);
     }
-    in_chunk = 0;
+    tasks_running_chunk = 0;
 }
 
 /* Hand out the posted batch's chunks until none is left; the calling thread
@@ -400,11 +252,11 @@ static void fold_window(tasks_call_t *call, uint32_t generation, size_t count)
     if (*fold_word(call->node) >= generation) {
         return;
     }
-    in_chunk = 1;   /* combine is user code: no releasing call from it */
+    tasks_running_chunk = 1;   /* combine is user code: no releasing call from it */
     for (i = 0; i < count; i++) {
         r->combine(r->acc, tasks.slots + i * r->stride, r->size, call->arg);
     }
-    in_chunk = 0;
+    tasks_running_chunk = 0;
     *fold_word(call->node) = generation;
 }
 
@@ -616,15 +468,14 @@ static int tasks_shared(int reduce)
 }
 
 /* threads that run a batch: the node's, the caller's included */
-static int node_threads(void)
+int tasks_node_threads(void)
 {
     int per_node = ftsvm_threads() / ftsvm_nodes();
 
     return (per_node < 1) ? 1 : (per_node > TASKS_MAX_THREADS) ? TASKS_MAX_THREADS : per_node;
 }
 
-/* The loop of either call, on this node's threads; the guard is set. */
-static int tasks_run(tasks_call_t *call)
+int tasks_run(tasks_call_t *call)
 {
     pthread_t helpers[TASKS_MAX_THREADS];
     int status, nhelpers = 0, i;
@@ -643,7 +494,7 @@ static int tasks_run(tasks_call_t *call)
         call->window = TASKS_SLOT_BYTES / call->reduce.stride;
     }
     call->node    = ftsvm_node();
-    call->threads = node_threads();
+    call->threads = tasks_node_threads();
     pthread_mutex_init(&call->mutex, NULL);
     pthread_cond_init(&call->work_cond, NULL);
     pthread_cond_init(&call->done_cond, NULL);
@@ -689,7 +540,7 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
         ftsvm_error("ftsvm_for: %s", fn == NULL ? "fn is NULL" : "chunk is 0");
         return FTSVM_EINVAL;
     }
-    status = loop_begin("ftsvm_for");
+    status = tasks_loop_begin("ftsvm_for");
     if (status != FTSVM_OK) {
         return status;
     }
@@ -709,77 +560,7 @@ int tasks_for(size_t n, size_t chunk, void (*fn)(size_t first, size_t count, voi
     status = tasks_run(call);
     free(call);
 out_loop:
-    loop_end();
+    tasks_loop_end();
     return status;
 }
 
-int tasks_for_reduce(size_t n, size_t chunk,
-                     void (*fn)(size_t first, size_t count, void *arg, void *partial),
-                     void *arg, void *result, size_t size,
-                     void (*combine)(void *into, const void *from, size_t size, void *arg))
-{
-    tasks_call_t *call;
-    tasks_reduce_t *r;
-    int status;
-
-    if (ftsvm_runtime() == NULL) {
-        ftsvm_error("ftsvm_for_reduce before ftsvm_init or after ftsvm_finalize");
-        return FTSVM_ESTATE;
-    }
-    if (fn == NULL || chunk == 0 || result == NULL || combine == NULL) {
-        ftsvm_error("ftsvm_for_reduce: %s is %s", fn == NULL ? "fn" : chunk == 0 ? "chunk" :
-                    result == NULL ? "result" : "combine", chunk == 0 && fn != NULL ? "0" :
-                    "NULL");
-        return FTSVM_EINVAL;
-    }
-    if (size == 0 || size > TASKS_REDUCE_MAX) {
-        ftsvm_error("ftsvm_for_reduce: a partial result of %zu bytes (1..%u)", size,
-                    TASKS_REDUCE_MAX);
-        return FTSVM_EINVAL;
-    }
-    status = loop_begin("ftsvm_for_reduce");
-    if (status != FTSVM_OK) {
-        return status;
-    }
-    if (n == 0) {
-        goto out_loop;   /* result keeps the identity */
-    }
-    call = calloc(1, sizeof(*call));
-    if (call == NULL) {
-        status = FTSVM_ENOMEM;
-        goto err_loop;
-    }
-    r = &call->reduce;
-    r->stride   = (size + TASKS_SLOT_ALIGN - 1) / TASKS_SLOT_ALIGN * TASKS_SLOT_ALIGN;
-    /* the identity, the folded result, a scratch partial per thread */
-    r->identity = malloc(r->stride * (2u + (size_t)node_threads()));
-    if (r->identity == NULL) {
-        status = FTSVM_ENOMEM;
-        goto err_call;
-    }
-    r->acc     = r->identity + r->stride;
-    r->scratch = r->acc + r->stride;
-    memcpy(r->identity, result, size);
-    memcpy(r->acc, result, size);
-    r->fn      = fn;
-    r->combine = combine;
-    r->size    = size;
-    call->n     = n;
-    call->chunk = chunk;
-    call->arg   = arg;
-    status = tasks_run(call);
-    if (status == FTSVM_OK) {
-        memcpy(result, r->acc, size);
-    }
-    free(r->identity);
-    free(call);
-    goto out_loop;
-
-err_call:
-    free(call);
-err_loop:
-    ftsvm_error("ftsvm_for_reduce: out of memory");
-out_loop:
-    loop_end();
-    return status;
-}

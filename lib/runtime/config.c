@@ -1,4 +1,5 @@
-/* The FTSVM_* configuration table (STYLE.md "Configuration and logs"). */
+/* The FTSVM_* configuration table (STYLE.md "Configuration and logs") and
+ * the table of its value types: how each parses a value and prints it. */
 #include "config.h"
 #include "common/log.h"
 #include "ftsvm.h"
@@ -118,129 +119,217 @@ static const config_entry_t *config_find(const char *name)
     return NULL;
 }
 
-static int config_parse(const config_entry_t *entry, const char *value, void *field)
+/* ---- the types: how a value is parsed into its field, and printed ---- */
+
+static int parse_bool(const config_entry_t *entry, const char *value, void *field)
+{
+    if (!strcasecmp(value, "y") || !strcasecmp(value, "yes") ||
+        !strcasecmp(value, "1") || !strcasecmp(value, "on") ||
+        !strcasecmp(value, "true")) {
+        *(int *)field = 1;
+        return FTSVM_OK;
+    }
+    if (!strcasecmp(value, "n") || !strcasecmp(value, "no") ||
+        !strcasecmp(value, "0") || !strcasecmp(value, "off") ||
+        !strcasecmp(value, "false")) {
+        *(int *)field = 0;
+        return FTSVM_OK;
+    }
+    ftsvm_error("FTSVM_%s: '%s' is not a boolean (use y or n)", entry->name, value);
+    return FTSVM_EINVAL;
+}
+
+static void print_bool(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%s\n", *(const int *)field ? "y" : "n");
+}
+
+/* CONFIG_INT and CONFIG_UINT: a decimal integer within [min, max] */
+static int parse_integer(const config_entry_t *entry, const char *value, long long *v_p)
 {
     char *end;
-    size_t i, len;
+    long long v;
 
-    switch (entry->type) {
-    case CONFIG_BOOL:
-        if (!strcasecmp(value, "y") || !strcasecmp(value, "yes") ||
-            !strcasecmp(value, "1") || !strcasecmp(value, "on") ||
-            !strcasecmp(value, "true")) {
-            *(int *)field = 1;
-            return FTSVM_OK;
-        }
-        if (!strcasecmp(value, "n") || !strcasecmp(value, "no") ||
-            !strcasecmp(value, "0") || !strcasecmp(value, "off") ||
-            !strcasecmp(value, "false")) {
-            *(int *)field = 0;
-            return FTSVM_OK;
-        }
-        ftsvm_error("FTSVM_%s: '%s' is not a boolean (use y or n)", entry->name, value);
+    errno = 0;
+    v = strtoll(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0') {
+        ftsvm_error("FTSVM_%s: '%s' is not an integer", entry->name, value);
         return FTSVM_EINVAL;
-    case CONFIG_UINT:
-    case CONFIG_INT: {
-        long long v;
-
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if (errno != 0 || end == value || *end != '\0') {
-            ftsvm_error("FTSVM_%s: '%s' is not an integer", entry->name, value);
-            return FTSVM_EINVAL;
-        }
-        if (v < entry->min || v > entry->max) {
-            ftsvm_error("FTSVM_%s: %lld is out of range [%lld, %lld]", entry->name, v,
-                        entry->min, entry->max);
-            return FTSVM_EINVAL;
-        }
-        if (entry->type == CONFIG_UINT) {
-            *(unsigned *)field = (unsigned)v;
-        } else {
-            *(int *)field = (int)v;
-        }
-        return FTSVM_OK;
     }
-    case CONFIG_SECONDS: {
-        double v, scale = 1.0;
-
-        errno = 0;
-        v = strtod(value, &end);
-        if (errno != 0 || end == value) {
-            ftsvm_error("FTSVM_%s: '%s' is not a duration (e.g. 2.5, 100ms, 50us)",
-                        entry->name, value);
-            return FTSVM_EINVAL;
-        }
-        if (!strcmp(end, "") || !strcmp(end, "s")) {
-            scale = 1.0;
-        } else if (!strcmp(end, "ms")) {
-            scale = 1e-3;
-        } else if (!strcmp(end, "us")) {
-            scale = 1e-6;
-        } else {
-            ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use s, ms or us)",
-                        entry->name, value);
-            return FTSVM_EINVAL;
-        }
-        if (!isfinite(v) || v <= 0.0 || v * scale > 1e6) {
-            ftsvm_error("FTSVM_%s: %s must be above 0 and at most 1000000 s",
-                        entry->name, value);
-            return FTSVM_EINVAL;
-        }
-        *(double *)field = v * scale;
-        return FTSVM_OK;
+    if (v < entry->min || v > entry->max) {
+        ftsvm_error("FTSVM_%s: %lld is out of range [%lld, %lld]", entry->name, v,
+                    entry->min, entry->max);
+        return FTSVM_EINVAL;
     }
-    case CONFIG_SIZE: {
-        unsigned long long v, scale = 1;
+    *v_p = v;
+    return FTSVM_OK;
+}
 
-        errno = 0;
-        v = strtoull(value, &end, 10);
-        if (errno != 0 || end == value || value[0] == '-') {
-            ftsvm_error("FTSVM_%s: '%s' is not a size (e.g. 4096, 64K, 256M, 2G)",
-                        entry->name, value);
-            return FTSVM_EINVAL;
-        }
-        if (!strcasecmp(end, "k")) {
-            scale = 1ull << 10;
-        } else if (!strcasecmp(end, "m")) {
-            scale = 1ull << 20;
-        } else if (!strcasecmp(end, "g")) {
-            scale = 1ull << 30;
-        } else if (*end != '\0') {
-            ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use K, M or G)", entry->name,
-                        value);
-            return FTSVM_EINVAL;
-        }
-        if (v > (unsigned long long)entry->max / scale || v * scale < (unsigned long long)entry->min ||
-            (v * scale) % 4096 != 0) {
-            ftsvm_error("FTSVM_%s: %s must be a multiple of 4K within [%lld, %lld] bytes",
-                        entry->name, value, entry->min, entry->max);
-            return FTSVM_EINVAL;
-        }
-        *(size_t *)field = (size_t)(v * scale);
-        return FTSVM_OK;
+static int parse_uint(const config_entry_t *entry, const char *value, void *field)
+{
+    long long v;
+    int status = parse_integer(entry, value, &v);
+
+    if (status == FTSVM_OK) {
+        *(unsigned *)field = (unsigned)v;
     }
-    case CONFIG_ENUM:
-        for (i = 0; entry->choices[i] != NULL; i++) {
-            if (!strcasecmp(value, entry->choices[i])) {
-                *(int *)field = (int)i;
-                return FTSVM_OK;
-            }
-        }
-        ftsvm_error("FTSVM_%s: '%s' is not one of the allowed values (see ftsvm-info -c)",
+    return status;
+}
+
+static void print_uint(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%u\n", *(const unsigned *)field);
+}
+
+static int parse_int(const config_entry_t *entry, const char *value, void *field)
+{
+    long long v;
+    int status = parse_integer(entry, value, &v);
+
+    if (status == FTSVM_OK) {
+        *(int *)field = (int)v;
+    }
+    return status;
+}
+
+static void print_int(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%d\n", *(const int *)field);
+}
+
+static int parse_seconds(const config_entry_t *entry, const char *value, void *field)
+{
+    double v, scale = 1.0;
+    char *end;
+
+    errno = 0;
+    v = strtod(value, &end);
+    if (errno != 0 || end == value) {
+        ftsvm_error("FTSVM_%s: '%s' is not a duration (e.g. 2.5, 100ms, 50us)",
                     entry->name, value);
         return FTSVM_EINVAL;
-    case CONFIG_STRING:
-        len = strlen(value);
-        if (len >= entry->size) {
-            ftsvm_error("FTSVM_%s: value is %zu characters, at most %zu allowed",
-                        entry->name, len, entry->size - 1);
-            return FTSVM_EINVAL;
-        }
-        memcpy(field, value, len + 1);
-        return FTSVM_OK;
     }
+    if (!strcmp(end, "") || !strcmp(end, "s")) {
+        scale = 1.0;
+    } else if (!strcmp(end, "ms")) {
+        scale = 1e-3;
+    } else if (!strcmp(end, "us")) {
+        scale = 1e-6;
+    } else {
+        ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use s, ms or us)",
+                    entry->name, value);
+        return FTSVM_EINVAL;
+    }
+    if (!isfinite(v) || v <= 0.0 || v * scale > 1e6) {
+        ftsvm_error("FTSVM_%s: %s must be above 0 and at most 1000000 s",
+                    entry->name, value);
+        return FTSVM_EINVAL;
+    }
+    *(double *)field = v * scale;
+    return FTSVM_OK;
+}
+
+static void print_seconds(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%g\n", *(const double *)field);
+}
+
+static int parse_size(const config_entry_t *entry, const char *value, void *field)
+{
+    unsigned long long v, scale = 1;
+    char *end;
+
+    errno = 0;
+    v = strtoull(value, &end, 10);
+    if (errno != 0 || end == value || value[0] == '-') {
+        ftsvm_error("FTSVM_%s: '%s' is not a size (e.g. 4096, 64K, 256M, 2G)",
+                    entry->name, value);
+        return FTSVM_EINVAL;
+    }
+    if (!strcasecmp(end, "k")) {
+        scale = 1ull << 10;
+    } else if (!strcasecmp(end, "m")) {
+        scale = 1ull << 20;
+    } else if (!strcasecmp(end, "g")) {
+        scale = 1ull << 30;
+    } else if (*end != '\0') {
+        ftsvm_error("FTSVM_%s: '%s' has an unknown unit (use K, M or G)", entry->name,
+                    value);
+        return FTSVM_EINVAL;
+    }
+    if (v > (unsigned long long)entry->max / scale || v * scale < (unsigned long long)entry->min ||
+        (v * scale) % 4096 != 0) {
+        ftsvm_error("FTSVM_%s: %s must be a multiple of 4K within [%lld, %lld] bytes",
+                    entry->name, value, entry->min, entry->max);
+        return FTSVM_EINVAL;
+    }
+    *(size_t *)field = (size_t)(v * scale);
+    return FTSVM_OK;
+}
+
+static void print_size(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%zu\n", *(const size_t *)field);
+}
+
+static int parse_enum(const config_entry_t *entry, const char *value, void *field)
+{
+    size_t i;
+
+    for (i = 0; entry->choices[i] != NULL; i++) {
+        if (!strcasecmp(value, entry->choices[i])) {
+            *(int *)field = (int)i;
+            return FTSVM_OK;
+        }
+    }
+    ftsvm_error("FTSVM_%s: '%s' is not one of the allowed values (see ftsvm-info -c)",
+                entry->name, value);
     return FTSVM_EINVAL;
+}
+
+static void print_enum(const config_entry_t *entry, const void *field, FILE *out)
+{
+    fprintf(out, "%s\n", entry->choices[*(const int *)field]);
+}
+
+static int parse_string(const config_entry_t *entry, const char *value, void *field)
+{
+    size_t len = strlen(value);
+
+    if (len >= entry->size) {
+        ftsvm_error("FTSVM_%s: value is %zu characters, at most %zu allowed",
+                    entry->name, len, entry->size - 1);
+        return FTSVM_EINVAL;
+    }
+    memcpy(field, value, len + 1);
+    return FTSVM_OK;
+}
+
+static void print_string(const config_entry_t *entry, const void *field, FILE *out)
+{
+    if (strcmp(entry->name, "JOB_KEY") == 0 && *(const char *)field) {
+        fprintf(out, "(hidden)\n");
+    } else {
+        fprintf(out, "%s\n", (const char *)field);
+    }
+}
+
+static const struct {
+    int  (*parse)(const config_entry_t *entry, const char *value, void *field);
+    void (*print)(const config_entry_t *entry, const void *field, FILE *out);
+} config_types[] = {
+    [CONFIG_BOOL]    = { parse_bool, print_bool },
+    [CONFIG_UINT]    = { parse_uint, print_uint },
+    [CONFIG_INT]     = { parse_int, print_int },
+    [CONFIG_SECONDS] = { parse_seconds, print_seconds },
+    [CONFIG_SIZE]    = { parse_size, print_size },
+    [CONFIG_ENUM]    = { parse_enum, print_enum },
+    [CONFIG_STRING]  = { parse_string, print_string },
+};
+
+static int config_parse(const config_entry_t *entry, const char *value, void *field)
+{
+    return config_types[entry->type].parse(entry, value, field);
 }
 
 int ftsvm_config_set(ftsvm_config_t *config, const char *name, const char *value)
@@ -328,32 +417,6 @@ void ftsvm_config_print(const ftsvm_config_t *config, FILE *out)
         fprintf(out, "# %s (default: %s)\n", entry->doc,
                 entry->dflt[0] ? entry->dflt : "empty");
         fprintf(out, "FTSVM_%s=", entry->name);
-        switch (entry->type) {
-        case CONFIG_BOOL:
-            fprintf(out, "%s\n", *(const int *)field ? "y" : "n");
-            break;
-        case CONFIG_UINT:
-            fprintf(out, "%u\n", *(const unsigned *)field);
-            break;
-        case CONFIG_INT:
-            fprintf(out, "%d\n", *(const int *)field);
-            break;
-        case CONFIG_SECONDS:
-            fprintf(out, "%g\n", *(const double *)field);
-            break;
-        case CONFIG_SIZE:
-            fprintf(out, "%zu\n", *(const size_t *)field);
-            break;
-        case CONFIG_ENUM:
-            fprintf(out, "%s\n", entry->choices[*(const int *)field]);
-            break;
-        case CONFIG_STRING:
-            if (strcmp(entry->name, "JOB_KEY") == 0 && *(const char *)field) {
-                fprintf(out, "(hidden)\n");
-            } else {
-                fprintf(out, "%s\n", (const char *)field);
-            }
-            break;
-        }
+        config_types[entry->type].print(entry, field, out);
     }
 }

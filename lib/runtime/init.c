@@ -1,4 +1,4 @@
-/* The runtime of a node, started in steps by ftsvm_init (lib/api.c):
+/* The runtime of a node, started in steps by ftsvm_init (lib/api/api.c):
  * runtime_boot (configuration, bootstrap, where every node's process runs,
  * thread table), runtime_connect (the transport, with the regions the
  * modules above asked for), runtime_up; and the node and thread identity
