@@ -151,7 +151,7 @@ for ((i = 1; i <= runs; i++)); do
         $(app_cmd "$app") 2>&1) || true
   t1=$(now)
   # what the nodes said, for ci/check-log.sh (set by ci/test.sh)
-  [ -z "${FTSVM_TEST_OUTPUT_LOG:-}" ] || printf '%s\n' "$out" >>"$FTSVM_TEST_OUTPUT_LOG"
+  [ -z "${TEST_NODE_OUTPUT_LOG:-}" ] || printf '%s\n' "$out" >>"$TEST_NODE_OUTPUT_LOG"
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   r=$work/report
   if [ "$how" = kill ] && grep -q 'left the job during start-up' <<<"$out"; then

@@ -26,7 +26,7 @@ run=$build/tools/ftsvm-run
 export FTSVM_SHARED_SIZE=${FTSVM_SHARED_SIZE:-64M}
 apps=(jacobi matmul lu mgs sort taskq)
 # what the nodes said, for ci/check-log.sh (set by ci/test.sh)
-keep_output() { [ -z "${FTSVM_TEST_OUTPUT_LOG:-}" ] || printf '%s\n' "$1" >>"$FTSVM_TEST_OUTPUT_LOG"; }
+keep_output() { [ -z "${TEST_NODE_OUTPUT_LOG:-}" ] || printf '%s\n' "$1" >>"$TEST_NODE_OUTPUT_LOG"; }
 declare -A small=([jacobi]="128 10" [matmul]="64" [lu]="64 16" [mgs]="64 32"
                   [sort]="16384" [taskq]="256 100")
 

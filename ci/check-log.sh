@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Read what every node of the test suite printed (the file that
-# test/multi/run_util.h appends each run's output to, FTSVM_TEST_OUTPUT_LOG)
+# test/multi/run_util.h appends each run's output to, TEST_NODE_OUTPUT_LOG)
 # and fail on any line in which the library says that it did not keep a
 # promise: a guarantee is kept or the call fails, never a warning.
 #

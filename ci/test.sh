@@ -14,8 +14,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 log=$(mktemp)
 # every node's output in the suite (test/multi/run_util.h), read at the end
-export FTSVM_TEST_OUTPUT_LOG=$(mktemp)
-trap 'rm -f "$log" "$FTSVM_TEST_OUTPUT_LOG"' EXIT
+export TEST_NODE_OUTPUT_LOG=$(mktemp)
+trap 'rm -f "$log" "$TEST_NODE_OUTPUT_LOG"' EXIT
 # ctest closes with "N% tests passed, F tests failed out of T"
 count() { sed -n 's/.* \([0-9]*\) tests failed out of \([0-9]*\)$/\1 \2/p' "$log" | tail -1; }
 
@@ -45,7 +45,7 @@ passed3=${passed3:-0} failed3=${failed3:-1}
 
 echo "== what the nodes of the suite said: no broken promise"
 failed4=0
-ci/check-log.sh "$FTSVM_TEST_OUTPUT_LOG" || failed4=1
+ci/check-log.sh "$TEST_NODE_OUTPUT_LOG" || failed4=1
 
 failed=$((failed1 + failed2 + failed4))
 echo "ctest: $((total1 + total2 - failed1 - failed2)) passed, $((failed1 + failed2)) failed"

@@ -2,7 +2,7 @@
  * its stdout and stderr together, bound it in time, report how it ended.
  * The command runs in its own process group, which is killed on timeout;
  * ftsvm-run's nodes die with it (they are started with PDEATHSIG).
- * With FTSVM_TEST_OUTPUT_LOG set, every run's output is appended to that
+ * With TEST_NODE_OUTPUT_LOG set, every run's output is appended to that
  * file too, so that ci/check-log.sh can read what every node of the suite
  * said, passing tests included. */
 #ifndef FTSVM_TEST_RUN_UTIL_H
@@ -39,7 +39,7 @@ static inline double run_now(void)
  * interleave inside a run */
 static inline void run_log_output(const char *output, size_t len)
 {
-    const char *path = getenv("FTSVM_TEST_OUTPUT_LOG");
+    const char *path = getenv("TEST_NODE_OUTPUT_LOG");
     int fd;
 
     if (path == NULL || *path == '\0') {
