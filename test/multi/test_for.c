@@ -14,18 +14,22 @@
 
 #include <criterion/criterion.h>
 
-static run_result_t for_node(const char *nodes, const char *threads, char *const args[],
-                             char *const env[], const char *kill)
+/* NODE_DIR/program on `nodes` x `threads` through ftsvm-run, optionally
+ * with --kill */
+static run_result_t node_run(const char *program, const char *nodes, const char *threads,
+                             char *const args[], char *const env[], const char *kill)
 {
     char *argv[16] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", (char *)threads,
                        "--timeout", "100" };
+    char path[256];
     int argc = 7, i;
 
     if (kill != NULL) {
         argv[argc++] = "--kill";
         argv[argc++] = (char *)kill;
     }
-    argv[argc++] = NODE_DIR "/for_node";
+    snprintf(path, sizeof(path), "%s/%s", NODE_DIR, program);
+    argv[argc++] = path;
     for (i = 0; args[i] != NULL && argc < 15; i++) {
         argv[argc++] = args[i];
     }
@@ -33,6 +37,12 @@ static run_result_t for_node(const char *nodes, const char *threads, char *const
     run_result_t r = run_cmd(argv, env, 110);
     cr_log_info("%s", r.output);
     return r;
+}
+
+static run_result_t for_node(const char *nodes, const char *threads, char *const args[],
+                             char *const env[], const char *kill)
+{
+    return node_run("for_node", nodes, threads, args, env, kill);
 }
 
 /* out[i] == calls * (i + 1) and one run per chunk, checked by every node */
@@ -183,23 +193,9 @@ Test(ftsvm_for, a_release_from_a_chunk_is_refused_when_a_node_dies_too, .timeout
 static run_result_t reduce_node(const char *nodes, const char *threads, char *const args[],
                                 const char *kill)
 {
-    char *argv[16] = { FTSVM_RUN, "-n", (char *)nodes, "--threads", (char *)threads,
-                       "--timeout", "100" };
     char *const env[] = { "FTSVM_SHARED_SIZE=16M", NULL };
-    int argc = 7, i;
 
-    if (kill != NULL) {
-        argv[argc++] = "--kill";
-        argv[argc++] = (char *)kill;
-    }
-    argv[argc++] = NODE_DIR "/reduce_node";
-    for (i = 0; args[i] != NULL && argc < 15; i++) {
-        argv[argc++] = args[i];
-    }
-    argv[argc] = NULL;
-    run_result_t r = run_cmd(argv, env, 110);
-    cr_log_info("%s", r.output);
-    return r;
+    return node_run("reduce_node", nodes, threads, args, env, kill);
 }
 
 static void expect_reduced(const char *nodes, const char *threads, const char *n,
