@@ -4,7 +4,12 @@
  *
  * Every FTSVM_HB_INTERVAL the heartbeat thread bumps this node's counter
  * (in its region) and reads every member's counter with a get that does not
- * wait. Each peer has a score, full at start (FTSVM_HB_TIMEOUT / interval):
+ * wait. The get goes over the transport's liveness channel (rdma_get_start):
+ * over TCP the peer answers from a thread that does nothing else, so a
+ * counter that stands still means the peer's process stopped or cannot be
+ * reached, not that its protocol thread is busy; this thread and that one
+ * run at a raised priority where allowed (rdma_liveness_priority), so that
+ * neither does the load of the machine. Each peer has a score, full at start (FTSVM_HB_TIMEOUT / interval):
  * +3 when its counter moved, -1 when it did not or the read has not come
  * back. One late beat costs little, so a loaded machine (gaps of 100 ms and
  * more on 2 cores) gives no false suspicion; a counter that stands still
@@ -136,6 +141,7 @@ static void *hb_main(void *arg)
     int node;
 
     (void)arg;
+    rdma_liveness_priority("heartbeat");
     for (node = 0; node < failure.nodes; node++) {
         peers[node].score   = max_score;
         peers[node].seen_ns = now;

@@ -24,15 +24,28 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+/* the nice value of a liveness thread (rdma_liveness_priority) */
+#define RDMA_LIVENESS_NICE (-10)
 
 /* how long the protocol thread sleeps while application threads progress */
 #define RDMA_WAITER_NAP_NS 200000
 
 __thread int rdma_progress_thread_flag;
+
+void rdma_liveness_priority(const char *name)
+{
+    /* a nice value of its own for this thread (Linux: the tid) */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), RDMA_LIVENESS_NICE) != 0) {
+        ftsvm_debug("%s thread keeps the process's scheduling priority: %m", name);
+    }
+}
 
 void rdma_wake(rdma_ctx_t *ctx)
 {

@@ -105,13 +105,27 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
  * node never answers) end with FTSVM_EPEER. No failure callback runs. */
 void rdma_peer_remove(rdma_ctx_t *ctx, int peer);
 
-/* A get that does not wait (heartbeats): start it, then poll. `buf` must
- * stay valid until a poll returns non-zero. */
+/* A get that does not wait, for heartbeats: start it, then poll. `buf` must
+ * stay valid until a poll returns non-zero. Over UCX it goes over a
+ * liveness channel (a worker and a thread of its own at each end), so that
+ * the answer does not wait for the peer's protocol thread or application
+ * threads: it shows that the peer process runs and is reachable. */
 typedef struct rdma_req rdma_req_t;
 int rdma_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, void *buf,
                    size_t len, rdma_req_t **req_p);
 /* 1: done, 0: in flight, negative: failed (done either way unless 0) */
 int rdma_req_poll(rdma_ctx_t *ctx, rdma_req_t *req);
+
+/* Raise the scheduling priority of the calling thread, one that keeps a
+ * node's liveness (the heartbeat, the liveness channel), to nice -10 where
+ * that is allowed (root, CAP_SYS_NICE or RLIMIT_NICE), else leave it. Such a
+ * thread sleeps nearly always and runs for microseconds; at the default
+ * priority a loaded machine left it unscheduled past the heartbeat timeout
+ * and a live node was removed. Not a real-time class: a real-time thread
+ * spinning on one of UCX's spinlocks held by a preempted normal thread
+ * waited for the kernel's real-time throttling (up to 1 s, measured at
+ * start-up). */
+void rdma_liveness_priority(const char *name);
 
 /* For tests of the message validation only: send a raw transport message
  * with an arbitrary header. */

@@ -16,8 +16,12 @@
  * the worker itself; while any does (ctx->waiters > 0), the protocol thread
  * does not progress, so that the two do not contend for the worker lock and
  * a core.
+ *
+ * The heartbeat's gets go over a second worker with a thread of its own
+ * (ucx_live.c), so that how busy the protocol is does not decide liveness.
+ * A failed endpoint is closed in its error callback (rdma_ucx_close_ep).
  */
-#include "rdma_int.h"
+#include "ucx_int.h"
 #include "common/log.h"
 #include "ftsvm.h"
 
@@ -27,25 +31,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
-/* UCX active-message id that carries every ftsvm message. */
-#define RDMA_UCX_AM_ID 7
-
-typedef struct rdma_ucx_peer {
-    ucp_ep_h      ep;          /* NULL once removed (rdma_peer_remove) */
-    /* held shared while an operation is posted on ep, exclusively while
-     * rdma_peer_remove closes it */
-    pthread_rwlock_t ep_lock;
-    ucp_rkey_h   *rkeys;       /* one per region */
-} rdma_ucx_peer_t;
-
-typedef struct rdma_ucx {
-    ucp_context_h    context;
-    ucp_worker_h     worker;
-    ucp_mem_h       *memhs;    /* one per region */
-    rdma_ucx_peer_t *peers;
-} rdma_ucx_t;
-
-static int rdma_status_from_ucs(ucs_status_t status)
+int rdma_status_from_ucs(ucs_status_t status)
 {
     switch (status) {
     case UCS_OK:
@@ -122,32 +108,80 @@ static int rdma_ucx_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *
     return ret;
 }
 
-static void rdma_ucx_peer_remove(rdma_ctx_t *ctx, int peer)
+/* Force-close: operations in flight end now with an error, whatever the peer
+ * does (a cut-off node never answers), and UCX forgets the endpoint, so that
+ * what still comes from the peer finds none and is dropped. While a failed
+ * endpoint stays open, UCX 1.13 aborts the process when it answers the
+ * peer's emulated get or put on it ("unexpected error: Endpoint timeout" in
+ * ucp_get_req_handler): hence the close from the error callback itself. */
+void rdma_ucx_close_ep(rdma_ctx_t *ctx, int peer, int live, int wait)
 {
     rdma_ucx_t *ucx = ctx->backend_ctx;
     rdma_ucx_peer_t *p = &ucx->peers[peer];
     ucp_request_param_t param = {0};
+    ucs_status_ptr_t request;
+    ucp_ep_h *slot = live ? &p->live_ep : &p->ep;
     ucp_ep_h ep;
 
-    pthread_rwlock_wrlock(&p->ep_lock);
-    ep = p->ep;
-    p->ep = NULL;
+    if (wait) {
+        pthread_rwlock_wrlock(&p->ep_lock);
+    } else if (pthread_rwlock_trywrlock(&p->ep_lock) != 0) {
+        /* an operation is being posted on it (perhaps by this very
+         * thread, inside UCX): the protocol thread closes it next */
+        atomic_fetch_or(&p->close_pending, live ? 2 : 1);
+        atomic_store(&ucx->close_pending, 1);
+        rdma_wake(ctx);
+        return;
+    }
+    ep = *slot;
+    *slot = NULL;
     pthread_rwlock_unlock(&p->ep_lock);
     if (ep == NULL) {
         return;
     }
-    /* force: operations in flight end now with an error, whatever the peer
-     * does (a cut-off node never answers) */
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     param.flags        = UCP_EP_CLOSE_FLAG_FORCE;
-    (void)rdma_ucx_wait(ctx, ucp_ep_close_nbx(ep, &param), "close", peer);
+    request = ucp_ep_close_nbx(ep, &param);
+    if (wait && !live) {
+        (void)rdma_ucx_wait(ctx, request, "close", peer);
+    } else if (UCS_PTR_IS_PTR(request)) {
+        ucp_request_free(request);   /* released when it completes */
+    }
+}
+
+static void rdma_ucx_peer_remove(rdma_ctx_t *ctx, int peer)
+{
+    rdma_ucx_close_ep(ctx, peer, 0, 1);
+    rdma_ucx_close_ep(ctx, peer, 1, 1);
+}
+
+/* endpoints whose error callback could not close them */
+static void rdma_ucx_close_pending(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
+{
+    int peer, which;
+
+    atomic_store(&ucx->close_pending, 0);
+    for (peer = 0; peer < ctx->nodes; peer++) {
+        which = atomic_exchange(&ucx->peers[peer].close_pending, 0);
+        if (which & 1) {
+            rdma_ucx_close_ep(ctx, peer, 0, 1);
+        }
+        if (which & 2) {
+            rdma_ucx_close_ep(ctx, peer, 1, 1);
+        }
+    }
 }
 
 /* ---- protocol thread ------------------------------------------------------ */
 
 static unsigned rdma_ucx_progress(rdma_ctx_t *ctx)
 {
-    return ucp_worker_progress(((rdma_ucx_t *)ctx->backend_ctx)->worker);
+    rdma_ucx_t *ucx = ctx->backend_ctx;
+
+    if (atomic_load_explicit(&ucx->close_pending, memory_order_relaxed)) {
+        rdma_ucx_close_pending(ctx, ucx);
+    }
+    return ucp_worker_progress(ucx->worker);
 }
 
 static int rdma_ucx_arm(rdma_ctx_t *ctx)
@@ -235,18 +269,36 @@ static int rdma_ucx_am_send(rdma_ctx_t *ctx, int peer, const void *hdr, size_t h
 
 /* ---- start-up ---------------------------------------------------------- */
 
-static void rdma_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
+/* Runs inside the progress of the endpoint's worker, with its lock held:
+ * report the peer, then close that endpoint at once (rdma_ucx_close_ep). The
+ * endpoint of the other worker is not closed here (that would take the other
+ * worker's lock inside this one's); it fails on its own or goes with
+ * rdma_peer_remove. */
+static void rdma_ucx_ep_failed(rdma_ctx_t *ctx, ucp_ep_h ep, ucs_status_t status, int live)
 {
-    rdma_ctx_t *ctx = arg;
     rdma_ucx_t *ucx = ctx->backend_ctx;
+    char why[96];
     int peer;
 
     for (peer = 0; peer < ctx->nodes; peer++) {
-        if (ucx->peers[peer].ep == ep) {
-            rdma_peer_failed(ctx, peer, ucs_status_string(status));
+        if ((live ? ucx->peers[peer].live_ep : ucx->peers[peer].ep) == ep) {
+            snprintf(why, sizeof(why), "%s%s", ucs_status_string(status),
+                     live ? " (liveness channel)" : "");
+            rdma_peer_failed(ctx, peer, why);
+            rdma_ucx_close_ep(ctx, peer, live, 0);
             return;
         }
     }
+}
+
+static void rdma_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    rdma_ucx_ep_failed(arg, ep, status, 0);
+}
+
+static void rdma_live_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    rdma_ucx_ep_failed(arg, ep, status, 1);
 }
 
 /* Set a UCX variable unless the user set it in the environment. */
@@ -320,7 +372,9 @@ static int rdma_ucx_context(rdma_ucx_t *ucx, const rdma_params_t *params)
     ucp_params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     ucp_params.features   = UCP_FEATURE_RMA | UCP_FEATURE_AMO64 | UCP_FEATURE_AM |
                             UCP_FEATURE_WAKEUP;
-    ucp_params.mt_workers_shared = 0;
+    /* two workers (the main one and the liveness one), each driven by its own
+     * threads, share the context */
+    ucp_params.mt_workers_shared = 1;
     status = ucp_init(&ucp_params, config, &ucx->context);
     ucp_config_release(config);
     if (status != UCS_OK) {
@@ -330,7 +384,7 @@ static int rdma_ucx_context(rdma_ucx_t *ucx, const rdma_params_t *params)
     return FTSVM_OK;
 }
 
-static int rdma_ucx_worker(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
+int rdma_ucx_worker_create(rdma_ucx_t *ucx, ucp_worker_h *worker_p, int *efd_p)
 {
     ucp_worker_params_t params = {0};
     ucp_worker_attr_t attr = {0};
@@ -338,19 +392,19 @@ static int rdma_ucx_worker(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
 
     params.field_mask  = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     params.thread_mode = UCS_THREAD_MODE_MULTI;
-    status = ucp_worker_create(ucx->context, &params, &ucx->worker);
+    status = ucp_worker_create(ucx->context, &params, worker_p);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_create failed: %s", ucs_status_string(status));
         return FTSVM_ETRANSPORT;
     }
     attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
-    status = ucp_worker_query(ucx->worker, &attr);
+    status = ucp_worker_query(*worker_p, &attr);
     if (status != UCS_OK || attr.thread_mode != UCS_THREAD_MODE_MULTI) {
         /* application threads and the protocol thread share the worker */
         ftsvm_error("this UCX build has no multi-thread support (configure --enable-mt)");
         return FTSVM_ETRANSPORT;
     }
-    status = ucp_worker_get_efd(ucx->worker, &ctx->efd);
+    status = ucp_worker_get_efd(*worker_p, efd_p);
     if (status != UCS_OK) {
         ftsvm_error("ucp_worker_get_efd failed: %s", ucs_status_string(status));
         return FTSVM_ETRANSPORT;
@@ -391,13 +445,13 @@ static int rdma_map_regions(rdma_ctx_t *ctx, rdma_ucx_t *ucx,
     return FTSVM_OK;
 }
 
-/* Blob layout: u32 address length, address, then per region
- * u64 base, u64 size, u32 key length, key. */
+/* Blob layout: u32 address length, address, the same for the liveness
+ * worker, then per region u64 base, u64 size, u32 key length, key. */
 static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
                           size_t *len_p)
 {
-    ucp_address_t *address;
-    size_t address_len, len, i;
+    ucp_address_t *address, *live_address;
+    size_t address_len, live_address_len, len, i;
     void **keys;
     size_t *key_lens;
     ucs_status_t status;
@@ -421,7 +475,15 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
         free(key_lens);
         return FTSVM_ETRANSPORT;
     }
-    len = 4 + address_len;
+    status = ucp_worker_get_address(ucx->live.worker, &live_address, &live_address_len);
+    if (status != UCS_OK) {
+        ftsvm_error("ucp_worker_get_address failed: %s", ucs_status_string(status));
+        ucp_worker_release_address(ucx->worker, address);
+        free(keys);
+        free(key_lens);
+        return FTSVM_ETRANSPORT;
+    }
+    len = 4 + address_len + 4 + live_address_len;
     for (i = 0; i < ctx->nregions; i++) {
         status = ucp_rkey_pack(ucx->context, ucx->memhs[i], &keys[i], &key_lens[i]);
         if (status != UCS_OK) {
@@ -440,6 +502,9 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
     u32 = (uint32_t)address_len;
     memcpy(p, &u32, 4);                      p += 4;
     memcpy(p, address, address_len);         p += address_len;
+    u32 = (uint32_t)live_address_len;
+    memcpy(p, &u32, 4);                      p += 4;
+    memcpy(p, live_address, live_address_len); p += live_address_len;
     for (i = 0; i < ctx->nregions; i++) {
         u64 = (uint64_t)(uintptr_t)ctx->regions[i].addr;
         memcpy(p, &u64, 8);                  p += 8;
@@ -461,18 +526,43 @@ out_keys:
     free(keys);
     free(key_lens);
     ucp_worker_release_address(ucx->worker, address);
+    ucp_worker_release_address(ucx->live.worker, live_address);
     return ret;
+}
+
+/* An endpoint with peer error handling (which a forced close needs). */
+static int rdma_ucx_ep_create(rdma_ctx_t *ctx, ucp_worker_h worker, const void *address,
+                              ucp_err_handler_cb_t on_error, int node, ucp_ep_h *ep_p)
+{
+    ucp_ep_params_t ep_params = {0};
+    ucs_status_t status;
+
+    ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                           UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                           UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep_params.address         = address;
+    ep_params.err_mode        = UCP_ERR_HANDLING_MODE_PEER;
+    ep_params.err_handler.cb  = on_error;
+    ep_params.err_handler.arg = ctx;
+    status = ucp_ep_create(worker, &ep_params, ep_p);
+    if (status != UCS_OK) {
+        ftsvm_error("cannot create an endpoint to node %d: %s", node,
+                    ucs_status_string(status));
+        return FTSVM_ETRANSPORT;
+    }
+    return FTSVM_OK;
 }
 
 static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, size_t len)
 {
     rdma_peer_t *peer = &ctx->peers[node];
-    rdma_ucx_peer_t *up = &((rdma_ucx_t *)ctx->backend_ctx)->peers[node];
-    ucp_ep_params_t ep_params = {0};
-    const uint8_t *p = blob, *end = blob + len;
+    rdma_ucx_t *ucx = ctx->backend_ctx;
+    rdma_ucx_peer_t *up = &ucx->peers[node];
+    const uint8_t *p = blob, *end = blob + len, *address, *live_address;
     ucs_status_t status;
     uint32_t address_len, key_len;
     size_t i;
+    int ret;
 
     if (end - p < 4) {
         goto bad_blob;
@@ -482,20 +572,26 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
     if ((size_t)(end - p) < address_len) {
         goto bad_blob;
     }
-    ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                           UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                           UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    ep_params.address         = (const ucp_address_t *)p;
-    ep_params.err_mode        = UCP_ERR_HANDLING_MODE_PEER;
-    ep_params.err_handler.cb  = rdma_ep_error;
-    ep_params.err_handler.arg = ctx;
-    status = ucp_ep_create(((rdma_ucx_t *)ctx->backend_ctx)->worker, &ep_params, &up->ep);
-    if (status != UCS_OK) {
-        ftsvm_error("cannot create an endpoint to node %d: %s", node,
-                    ucs_status_string(status));
-        return FTSVM_ETRANSPORT;
-    }
+    address = p;
     p += address_len;
+    if (end - p < 4) {
+        goto bad_blob;
+    }
+    memcpy(&address_len, p, 4);
+    p += 4;
+    if ((size_t)(end - p) < address_len) {
+        goto bad_blob;
+    }
+    live_address = p;
+    p += address_len;
+    ret = rdma_ucx_ep_create(ctx, ucx->worker, address, rdma_ep_error, node, &up->ep);
+    if (ret == FTSVM_OK) {
+        ret = rdma_ucx_ep_create(ctx, ucx->live.worker, live_address, rdma_live_ep_error, node,
+                                 &up->live_ep);
+    }
+    if (ret != FTSVM_OK) {
+        return ret;
+    }
     for (i = 0; i < ctx->nregions; i++) {
         if (end - p < 20) {
             goto bad_blob;
@@ -508,6 +604,9 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
             goto bad_blob;
         }
         status = ucp_ep_rkey_unpack(up->ep, p, &up->rkeys[i]);
+        if (status == UCS_OK) {
+            status = ucp_ep_rkey_unpack(up->live_ep, p, &up->live_rkeys[i]);
+        }
         if (status != UCS_OK) {
             ftsvm_error("cannot unpack region %zu key of node %d: %s", i, node,
                         ucs_status_string(status));
@@ -522,10 +621,14 @@ bad_blob:
     return FTSVM_EPROTO;
 }
 
-static void rdma_close_endpoints(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
+/* The endpoints of one worker (live 0: the main one; 1: the liveness one),
+ * after every thread that progresses it has stopped. */
+static void rdma_close_endpoints(rdma_ctx_t *ctx, rdma_ucx_t *ucx, int live)
 {
+    ucp_worker_h worker = live ? ucx->live.worker : ucx->worker;
     ucp_request_param_t param = {0};
     ucs_status_ptr_t *requests;
+    ucp_ep_h *slot;
     int node, pending;
 
     requests = calloc((size_t)ctx->nodes, sizeof(*requests));
@@ -539,13 +642,15 @@ static void rdma_close_endpoints(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     param.flags        = UCP_EP_CLOSE_FLAG_FORCE;
     for (node = 0; node < ctx->nodes; node++) {
+        slot = live ? &ucx->peers[node].live_ep : &ucx->peers[node].ep;
         requests[node] = NULL;
-        if (ucx->peers[node].ep != NULL) {
-            requests[node] = ucp_ep_close_nbx(ucx->peers[node].ep, &param);
+        if (*slot != NULL) {
+            requests[node] = ucp_ep_close_nbx(*slot, &param);
+            *slot = NULL;
         }
     }
     do {
-        ucp_worker_progress(ucx->worker);
+        ucp_worker_progress(worker);
         pending = 0;
         for (node = 0; node < ctx->nodes; node++) {
             if (UCS_PTR_IS_PTR(requests[node])) {
@@ -645,39 +750,6 @@ static int rdma_ucx_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t add
     return rdma_ucx_wait(ctx, request, "get", peer);
 }
 
-static int rdma_ucx_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
-                              void *buf, size_t len, rdma_req_t **req_p)
-{
-    rdma_ucx_t *ucx = ctx->backend_ctx;
-    ucp_request_param_t param = {0};
-    ucs_status_ptr_t request;
-    ucp_ep_h ep;
-
-    if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
-        return FTSVM_EPEER;
-    }
-    request = ucp_get_nbx(ep, buf, len, addr, ucx->peers[peer].rkeys[region], &param);
-    rdma_ep_put(ctx, peer);
-    if (UCS_PTR_IS_ERR(request)) {
-        return rdma_status_from_ucs(UCS_PTR_STATUS(request));
-    }
-    /* NULL: done already; the poll then says so */
-    *req_p = (rdma_req_t *)request;
-    return FTSVM_OK;
-}
-
-static int rdma_ucx_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
-{
-    ucs_status_t status;
-
-    status = ucp_request_check_status(req);
-    if (status == UCS_INPROGRESS) {
-        return 0;
-    }
-    ucp_request_free(req);
-    return (status == UCS_OK) ? 1 : rdma_status_from_ucs(status);
-}
-
 static int rdma_ucx_atomic(rdma_ctx_t *ctx, int op, int peer, unsigned region, uint64_t addr,
                            uint64_t operand, uint64_t swap, uint64_t *old_p)
 {
@@ -736,27 +808,40 @@ static int rdma_ucx_flush(rdma_ctx_t *ctx, int peer)
 
 /* ---- create / destroy ------------------------------------------------------ */
 
+static void rdma_ucx_destroy_rkeys(rdma_ctx_t *ctx, ucp_rkey_h *rkeys)
+{
+    size_t i;
+
+    for (i = 0; rkeys != NULL && i < ctx->nregions; i++) {
+        if (rkeys[i] != NULL) {
+            ucp_rkey_destroy(rkeys[i]);
+        }
+    }
+}
+
 static void rdma_ucx_destroy(rdma_ctx_t *ctx)
 {
     rdma_ucx_t *ucx = ctx->backend_ctx;
     size_t i;
     int node;
 
+    rdma_ucx_live_stop(ucx);
     for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
-        for (i = 0; ucx->peers[node].rkeys != NULL && i < ctx->nregions; i++) {
-            if (ucx->peers[node].rkeys[i] != NULL) {
-                ucp_rkey_destroy(ucx->peers[node].rkeys[i]);
-            }
-        }
+        rdma_ucx_destroy_rkeys(ctx, ucx->peers[node].rkeys);
+        rdma_ucx_destroy_rkeys(ctx, ucx->peers[node].live_rkeys);
     }
     if (ucx->worker != NULL && ucx->peers != NULL) {
-        rdma_close_endpoints(ctx, ucx);
+        rdma_close_endpoints(ctx, ucx, 0);
+    }
+    if (ucx->live.worker != NULL && ucx->peers != NULL) {
+        rdma_close_endpoints(ctx, ucx, 1);
     }
     for (i = 0; ucx->memhs != NULL && i < ctx->nregions; i++) {
         if (ucx->memhs[i] != NULL) {
             ucp_mem_unmap(ucx->context, ucx->memhs[i]);
         }
     }
+    rdma_ucx_live_destroy(ucx);
     if (ucx->worker != NULL) {
         ucp_worker_destroy(ucx->worker);
     }
@@ -766,6 +851,7 @@ static void rdma_ucx_destroy(rdma_ctx_t *ctx)
     for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
         pthread_rwlock_destroy(&ucx->peers[node].ep_lock);
         free(ucx->peers[node].rkeys);
+        free(ucx->peers[node].live_rkeys);
     }
     free(ucx->peers);
     free(ucx->memhs);
@@ -795,8 +881,9 @@ static int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
     }
     for (node = 0; node < ctx->nodes; node++) {
         pthread_rwlock_init(&ucx->peers[node].ep_lock, NULL);
-        ucx->peers[node].rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
-        if (ucx->peers[node].rkeys == NULL) {
+        ucx->peers[node].rkeys      = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
+        ucx->peers[node].live_rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
+        if (ucx->peers[node].rkeys == NULL || ucx->peers[node].live_rkeys == NULL) {
             ftsvm_error("cannot allocate the UCX peer table");
             return FTSVM_ENOMEM;
         }
@@ -805,7 +892,10 @@ static int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
     if (status != FTSVM_OK) {
         return status;
     }
-    status = rdma_ucx_worker(ctx, ucx);
+    status = rdma_ucx_worker_create(ucx, &ucx->worker, &ctx->efd);
+    if (status == FTSVM_OK) {
+        status = rdma_ucx_live_create(ucx, ctx->idle_timeout_ms);
+    }
     if (status != FTSVM_OK) {
         return status;
     }
@@ -830,7 +920,10 @@ static int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
         status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
     }
     free(all);
-    return status;
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    return rdma_ucx_live_start(ctx);
 }
 
 const rdma_backend_t rdma_ucx_backend = {
@@ -841,8 +934,8 @@ const rdma_backend_t rdma_ucx_backend = {
     .arm           = rdma_ucx_arm,
     .put           = rdma_ucx_put,
     .get           = rdma_ucx_get,
-    .get_start     = rdma_ucx_get_start,
-    .req_poll      = rdma_ucx_req_poll,
+    .get_start     = rdma_ucx_live_get_start,   /* heartbeats: ucx_live.c */
+    .req_poll      = rdma_ucx_live_req_poll,
     .atomic        = rdma_ucx_atomic,
     .fence         = rdma_ucx_fence,
     .flush         = rdma_ucx_flush,

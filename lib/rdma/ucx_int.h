@@ -1,0 +1,64 @@
+/* What ucx.c and ucx_live.c share: the UCX backend's state. Not for use
+ * outside lib/rdma. */
+#ifndef FTSVM_UCX_INT_H
+#define FTSVM_UCX_INT_H
+
+#include "rdma_int.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <ucp/api/ucp.h>
+
+/* UCX active-message id that carries every ftsvm message. */
+#define RDMA_UCX_AM_ID 7
+
+typedef struct rdma_ucx_peer {
+    ucp_ep_h      ep;          /* NULL once closed (failed or removed) */
+    ucp_ep_h      live_ep;     /* the liveness channel's; NULL once closed */
+    /* held shared while an operation is posted on ep or live_ep, exclusively
+     * while one of them is closed */
+    pthread_rwlock_t ep_lock;
+    ucp_rkey_h   *rkeys;       /* one per region, for ep */
+    ucp_rkey_h   *live_rkeys;  /* one per region, for live_ep */
+    /* the error callback could not close the endpoints at once: the
+     * protocol thread does it */
+    _Atomic int   close_pending;
+} rdma_ucx_peer_t;
+
+/* The liveness channel (ucx_live.c): a worker of its own, progressed by a
+ * thread of its own, for the heartbeat's gets (rdma_get_start). */
+typedef struct rdma_ucx_live {
+    ucp_worker_h  worker;
+    int           efd;
+    pthread_t     thread;
+    int           started;
+    _Atomic int   stop;
+    int           idle_ms;
+} rdma_ucx_live_t;
+
+typedef struct rdma_ucx {
+    ucp_context_h    context;
+    ucp_worker_h     worker;
+    ucp_mem_h       *memhs;    /* one per region */
+    rdma_ucx_peer_t *peers;
+    rdma_ucx_live_t  live;
+    _Atomic int      close_pending;   /* some peer's close_pending is set */
+} rdma_ucx_t;
+
+int  rdma_status_from_ucs(ucs_status_t status);
+/* a worker in multi-thread mode with an event fd */
+int  rdma_ucx_worker_create(rdma_ucx_t *ucx, ucp_worker_h *worker_p, int *efd_p);
+/* force-close the peer's endpoint of the main worker (live 0) or of the
+ * liveness worker (live 1); `wait` 0 in an error callback */
+void rdma_ucx_close_ep(rdma_ctx_t *ctx, int peer, int live, int wait);
+
+/* ucx_live.c */
+int  rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms);
+int  rdma_ucx_live_start(rdma_ctx_t *ctx);
+void rdma_ucx_live_stop(rdma_ucx_t *ucx);
+void rdma_ucx_live_destroy(rdma_ucx_t *ucx);
+int  rdma_ucx_live_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                             void *buf, size_t len, rdma_req_t **req_p);
+int  rdma_ucx_live_req_poll(rdma_ctx_t *ctx, rdma_req_t *req);
+
+#endif
