@@ -1,5 +1,5 @@
-/* What ucx.c and ucx_live.c share: the UCX backend's state. Not for use
- * outside lib/rdma. */
+/* What ucx.c, ucx_start.c and ucx_live.c share: the UCX backend's state.
+ * Not for use outside lib/rdma. */
 #ifndef FTSVM_UCX_INT_H
 #define FTSVM_UCX_INT_H
 
@@ -15,6 +15,7 @@
 typedef struct rdma_ucx_peer {
     ucp_ep_h      ep;          /* NULL once closed (failed or removed) */
     ucp_ep_h      live_ep;     /* the liveness channel's; NULL once closed */
+    int           live_used;   /* heartbeats go over live_ep (both ends have the channel) */
     /* held shared while an operation is posted on ep or live_ep, exclusively
      * while one of them is closed */
     pthread_rwlock_t ep_lock;
@@ -28,6 +29,7 @@ typedef struct rdma_ucx_peer {
 /* The liveness channel (ucx_live.c): a worker of its own, progressed by a
  * thread of its own, for the heartbeat's gets (rdma_get_start). */
 typedef struct rdma_ucx_live {
+    int           enabled;     /* rdma_ucx_live_wanted said so at start-up */
     ucp_worker_h  worker;
     int           efd;
     pthread_t     thread;
@@ -52,13 +54,23 @@ int  rdma_ucx_worker_create(rdma_ucx_t *ucx, ucp_worker_h *worker_p, int *efd_p)
  * liveness worker (live 1); `wait` 0 in an error callback */
 void rdma_ucx_close_ep(rdma_ctx_t *ctx, int peer, int live, int wait);
 
+/* ucx.c, for ucx_start.c */
+int  rdma_ucx_am_listen(rdma_ctx_t *ctx, rdma_ucx_t *ucx);
+void rdma_ucx_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status);
+void rdma_ucx_live_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status);
+
+/* ucx_start.c, for the backend table */
+int  rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params);
+void rdma_ucx_destroy(rdma_ctx_t *ctx);
+
 /* ucx_live.c */
+/* 1: this context's transports need the liveness channel */
+int  rdma_ucx_live_wanted(ucp_context_h context);
 int  rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms);
 int  rdma_ucx_live_start(rdma_ctx_t *ctx);
 void rdma_ucx_live_stop(rdma_ucx_t *ucx);
 void rdma_ucx_live_destroy(rdma_ucx_t *ucx);
 int  rdma_ucx_live_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
                              void *buf, size_t len, rdma_req_t **req_p);
-int  rdma_ucx_live_req_poll(rdma_ctx_t *ctx, rdma_req_t *req);
 
 #endif

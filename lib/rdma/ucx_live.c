@@ -29,11 +29,56 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* how long the thread sleeps when UCX refuses to arm (wire-up under way):
  * it runs at a raised priority and must not spin */
 #define RDMA_UCX_LIVE_BUSY_MS 1
+
+/* Transports whose gets the target's NIC (or kernel) serves without the
+ * target process: with one of them a heartbeat get shows that the peer's
+ * memory is reachable, whatever its threads do. */
+static const char *const rdma_ucx_native_rma[] = {
+    "rc_verbs", "rc_mlx5", "dc_mlx5", "rc_x", "dc_x", NULL
+};
+
+/* Transport names of the context's resources, from UCX's own report: lines
+ * read "#      resource 1  :  md 1  dev 1  flags -- tcp/eth0". The channel
+ * is wanted when TCP is among them and no transport with native one-sided
+ * operations is: then gets between nodes are emulated by messages that
+ * only the target's progress answers. Over shared memory (on one host) a
+ * get needs no progress of the peer either, and the channel costs only a
+ * worker and a sleeping thread. */
+int rdma_ucx_live_wanted(ucp_context_h context)
+{
+    FILE *out;
+    char *text = NULL, *line, *save = NULL, *name;
+    size_t text_len = 0, i;
+    int tcp = 0, native = 0;
+
+    out = open_memstream(&text, &text_len);
+    if (out == NULL) {
+        return 1;   /* cannot tell: the channel is the safe side */
+    }
+    ucp_context_print_info(context, out);
+    fclose(out);
+    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, "resource") == NULL || (name = strstr(line, "-- ")) == NULL) {
+            continue;
+        }
+        name += 3;
+        name[strcspn(name, "/ ")] = '\0';
+        tcp |= strcmp(name, "tcp") == 0;
+        for (i = 0; rdma_ucx_native_rma[i] != NULL; i++) {
+            native |= strcmp(name, rdma_ucx_native_rma[i]) == 0;
+        }
+    }
+    free(text);
+    return tcp && !native;
+}
 
 int rdma_ucx_live_create(rdma_ucx_t *ucx, int idle_ms)
 {
@@ -109,6 +154,9 @@ int rdma_ucx_live_start(rdma_ctx_t *ctx)
     ucx->live.started = 1;
     pthread_setname_np(ucx->live.thread, "ftsvm-live");   /* for top -H and /proc */
     for (node = 0; node < ctx->nodes; node++) {
+        if (!ucx->peers[node].live_used) {
+            continue;
+        }
         status = rdma_ucx_live_wait(ucp_ep_flush_nbx(ucx->peers[node].live_ep, &param));
         if (status != UCS_OK) {
             ftsvm_error("cannot connect the liveness channel to node %d: %s", node,
@@ -162,17 +210,4 @@ int rdma_ucx_live_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t
     /* NULL: done already; the poll then says so */
     *req_p = (rdma_req_t *)request;
     return FTSVM_OK;
-}
-
-int rdma_ucx_live_req_poll(rdma_ctx_t *ctx, rdma_req_t *req)
-{
-    ucs_status_t status;
-
-    (void)ctx;
-    status = ucp_request_check_status(req);
-    if (status == UCS_INPROGRESS) {
-        return 0;
-    }
-    ucp_request_free(req);
-    return (status == UCS_OK) ? 1 : rdma_status_from_ucs(status);
 }
