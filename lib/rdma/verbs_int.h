@@ -1,6 +1,7 @@
-/* What verbs.c (operations, memory, the protocol thread's part) and
- * verbs_cm.c (connections with librdmacm) share. Not for use outside
- * lib/rdma. */
+/* What the files of the verbs backend share: verbs.c (operations),
+ * verbs_setup.c (start-up, teardown), verbs_progress.c (the protocol
+ * thread's part) and verbs_cm.c (connections with librdmacm). Not for use
+ * outside lib/rdma. */
 #ifndef FTSVM_RDMA_VERBS_INT_H
 #define FTSVM_RDMA_VERBS_INT_H
 
@@ -31,6 +32,8 @@
 #define RDMA_VERBS_ACK_TIMEOUT 14
 #define RDMA_VERBS_RETRY_COUNT 7
 #define RDMA_VERBS_RNR_RETRY   7       /* 7: retry forever (a slow receiver is alive) */
+/* Completions taken from a CQ at a time. */
+#define RDMA_VERBS_POLL_BATCH  16
 
 typedef struct rdma_verbs_frame {
     uint32_t hdr_len;
@@ -82,9 +85,24 @@ typedef struct rdma_verbs {
     uint8_t                     initiator_depth;
 } rdma_verbs_t;
 
+static inline rdma_verbs_t *rdma_verbs_of(rdma_ctx_t *ctx)
+{
+    return ctx->backend_ctx;
+}
+
 /* verbs.c */
-int  rdma_verbs_post_recvs(rdma_verbs_t *v, rdma_verbs_conn_t *conn);
 void rdma_verbs_conn_failed(rdma_ctx_t *ctx, rdma_verbs_conn_t *conn, const char *why);
+
+/* verbs_setup.c */
+int  rdma_verbs_create(rdma_ctx_t *ctx, const rdma_params_t *params);
+void rdma_verbs_destroy(rdma_ctx_t *ctx);
+
+/* verbs_progress.c */
+int  rdma_verbs_post_recvs(rdma_verbs_t *v, rdma_verbs_conn_t *conn);
+/* Take in received messages; also called by a protocol thread that waits. */
+unsigned rdma_verbs_poll_recv(rdma_ctx_t *ctx, rdma_verbs_t *v);
+unsigned rdma_verbs_progress(rdma_ctx_t *ctx);
+int  rdma_verbs_arm(rdma_ctx_t *ctx);
 
 /* verbs_cm.c */
 /* Pick the device and address, listen (before the start-up exchange). */
