@@ -2,7 +2,8 @@
 # The README's second command: install what is missing, build, and run the
 # whole test suite; then build again with AddressSanitizer and
 # UndefinedBehaviorSanitizer and run the unit, transport, shared-memory, failure and app tests
-# under them; then the soft-RoCE stage (ci/test-softroce.sh): a QEMU guest
+# under them; then the Slurm stage (ci/test-slurm.sh: a one-machine Slurm
+# cluster, srun and sbatch, a task killed); then the soft-RoCE stage (ci/test-softroce.sh): a QEMU guest
 # with the kernel's rdma_rxe runs the transport and protocol tests over
 # verbs and over UCX on rxe0.
 set -euo pipefail
@@ -37,6 +38,11 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 read -r failed2 total2 < <(count)
 failed2=${failed2:-1} total2=${total2:-1}
 
+echo "== Slurm: start, apps and killed tasks under srun --mpi=pmix and sbatch"
+ci/test-slurm.sh build 2>&1 | tee "$log" || true
+read -r passed5 failed5 < <(sed -n 's/^slurm: \([0-9]*\) passed, \([0-9]*\) failed.*$/\1 \2/p' "$log" | tail -1)
+passed5=${passed5:-0} failed5=${failed5:-1}
+
 echo "== soft-RoCE: transport and protocol tests over rdma_rxe in a QEMU guest, on verbs and on UCX"
 SOFTROCE_TRANSPORTS=${SOFTROCE_TRANSPORTS:-ucx-rxe verbs} ci/test-softroce.sh build 2>&1 | tee "$log" || true
 read -r passed3 failed3 < <(sed -n 's/^softroce: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -1)
@@ -50,7 +56,8 @@ ci/check-log.sh "$TEST_NODE_OUTPUT_LOG" || failed4=1
 failed=$((failed1 + failed2 + failed4))
 echo "ctest: $((total1 + total2 - failed1 - failed2)) passed, $((failed1 + failed2)) failed"
 echo "check-log: $((1 - failed4)) passed, $failed4 failed"
+echo "slurm: $passed5 passed, $failed5 failed"
 echo "softroce: $passed3 passed, $failed3 failed"
-failed=$((failed + failed3))
-echo "all: $((total1 + total2 - failed1 - failed2 + 1 - failed4 + passed3)) passed, $failed failed"
+failed=$((failed + failed3 + failed5))
+echo "all: $((total1 + total2 - failed1 - failed2 + 1 - failed4 + passed3 + passed5)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -65,6 +65,11 @@ int ftsvm_init(int *argc, char ***argv)
     }
     /* every node's handlers and regions are in place before anyone sends */
     status = bootstrap_barrier(rt->boot);
+    if (status == FTSVM_OK && !runtime_keeps_bootstrap()) {
+        /* leave the launcher's service: a node's death later is then only
+         * a task's exit to the launcher (bootstrap_pmix.c) */
+        status = bootstrap_detach(rt->boot);
+    }
     if (status == FTSVM_OK) {
         status = failure_start();
     }
@@ -86,6 +91,13 @@ err_runtime:
     return status;
 }
 
+/* The barriers of ftsvm_finalize: the launcher's while the bootstrap is
+ * attached, else the shared memory's (live nodes only, as every barrier). */
+static int finalize_barrier(ftsvm_runtime_t *rt)
+{
+    return rt->boot->detached ? hlrc_barrier() : bootstrap_barrier(rt->boot);
+}
+
 int ftsvm_finalize(void)
 {
     ftsvm_runtime_t *rt = ftsvm_runtime();
@@ -102,7 +114,7 @@ int ftsvm_finalize(void)
     /* what this node wrote reaches the homes; then nobody sends us protocol
      * messages any more, and the modules may go */
     status = hlrc_release();
-    ret = bootstrap_barrier(rt->boot);
+    ret = finalize_barrier(rt);
     if (status == FTSVM_OK) {
         status = ret;
     }
@@ -111,7 +123,13 @@ int ftsvm_finalize(void)
     if (status == FTSVM_OK && hlrc_checking_homes()) {
         /* every release of every node is done: the homes must agree */
         status = hlrc_check_homes();
-        ret = bootstrap_barrier(rt->boot);
+        ret = finalize_barrier(rt);
+        status = (status == FTSVM_OK) ? ret : status;
+    }
+    if (rt->boot->detached) {
+        /* runtime_shutdown has no barrier of its own then: nobody destroys
+         * its memory while a peer may still access it */
+        ret = finalize_barrier(rt);
         status = (status == FTSVM_OK) ? ret : status;
     }
     ret = runtime_begin_shutdown();

@@ -24,10 +24,27 @@ int bootstrap_create(const ftsvm_config_t *config, bootstrap_t **boot_p)
     return FTSVM_EBOOT;
 }
 
+int bootstrap_detach(bootstrap_t *boot)
+{
+    int status = FTSVM_OK;
+
+    if (boot->ops->detach != NULL && !boot->detached) {
+        status = boot->ops->detach(boot);
+        boot->detached = (status == FTSVM_OK);
+    }
+    return status;
+}
+
 int bootstrap_barrier(bootstrap_t *boot)
 {
-    uint8_t *present = malloc((size_t)boot->nodes);
+    uint8_t *present;
     int status;
+
+    if (boot->detached) {
+        ftsvm_error("bootstrap barrier after the launcher's service was left");
+        return FTSVM_ESTATE;
+    }
+    present = malloc((size_t)boot->nodes);
 
     if (present == NULL) {
         ftsvm_error("cannot allocate %d bytes for a barrier", boot->nodes);

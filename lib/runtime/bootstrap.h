@@ -19,6 +19,9 @@ typedef struct bootstrap_ops {
      * error (FTSVM_EBOOT). */
     int  (*allgather)(bootstrap_t *boot, const void *mine, size_t len,
                       void *all, uint8_t *present);
+    /* leave the launcher's start-up service once the job is up (NULL: the
+     * bootstrap stays until destroy); no allgather after it */
+    int  (*detach)(bootstrap_t *boot);
     void (*destroy)(bootstrap_t *boot);
 } bootstrap_ops_t;
 
@@ -26,6 +29,7 @@ struct bootstrap {
     const bootstrap_ops_t *ops;
     int                    node;
     int                    nodes;
+    int                    detached;   /* bootstrap_detach ran: no more barriers */
 };
 
 /* Pick PMIx when the environment comes from a PMIx launcher and FTSVM_RDV is
@@ -41,8 +45,14 @@ static inline int bootstrap_allgather(bootstrap_t *boot, const void *mine, size_
     return boot->ops->allgather(boot, mine, len, all, present);
 }
 
-/* All live nodes have arrived; nodes that exited are skipped. */
+/* All live nodes have arrived; nodes that exited are skipped. Refused
+ * (FTSVM_ESTATE) once detached. */
 int  bootstrap_barrier(bootstrap_t *boot);
+
+/* Leave the launcher's start-up service where the bootstrap has one to
+ * leave (PMIx: see bootstrap_pmix.c); the job's barriers then go over the
+ * shared memory (the caller's). */
+int  bootstrap_detach(bootstrap_t *boot);
 
 static inline void bootstrap_destroy(bootstrap_t *boot)
 {

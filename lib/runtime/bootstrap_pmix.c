@@ -100,15 +100,39 @@ static int pmix_allgather(bootstrap_t *boot, const void *mine, size_t len,
     return FTSVM_OK;
 }
 
+/* Slurm's PMIx plugin (22.05, mpi/pmix_v4) registers one event handler in
+ * slurmstepd for every event and cancels the whole step from it; the PMIx
+ * server raises such an event when a client it still counts as connected
+ * goes away without PMIx_Finalize. So a node that is SIGKILLed while
+ * connected takes every survivor with it. A client that finalized is no
+ * longer counted: its death is a plain task exit, which srun -K0 lets the
+ * step survive. Hence finalize as soon as the job is up: after start-up
+ * nothing of PMIx is needed (the job's barriers go over its own memory). */
+static int pmix_detach(bootstrap_t *boot)
+{
+    pmix_status_t rc = PMIx_Finalize(NULL, 0);
+
+    (void)boot;
+    if (rc != PMIX_SUCCESS) {
+        /* connected, a later death of this node would end the step */
+        ftsvm_error("PMIx_Finalize after start-up failed: %s", PMIx_Error_string(rc));
+        return FTSVM_EBOOT;
+    }
+    return FTSVM_OK;
+}
+
 static void pmix_destroy(bootstrap_t *boot)
 {
-    PMIx_Finalize(NULL, 0);
+    if (!boot->detached) {
+        PMIx_Finalize(NULL, 0);
+    }
     free(boot);
 }
 
 static const bootstrap_ops_t pmix_ops = {
     .name      = "pmix",
     .allgather = pmix_allgather,
+    .detach    = pmix_detach,
     .destroy   = pmix_destroy,
 };
 

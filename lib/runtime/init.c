@@ -177,6 +177,18 @@ err_state:
     return status;
 }
 
+static int keep_bootstrap;
+
+void runtime_keep_bootstrap(void)
+{
+    keep_bootstrap = 1;
+}
+
+int runtime_keeps_bootstrap(void)
+{
+    return keep_bootstrap;
+}
+
 const ftsvm_runtime_t *runtime_booting(void)
 {
     return atomic_load(&runtime_state) == 1 ? &runtime : NULL;
@@ -235,8 +247,10 @@ int runtime_shutdown(void)
     if (status == FTSVM_EPEER) {
         status = FTSVM_OK;   /* failed peers were reported when they failed */
     }
-    /* nobody destroys its memory while a peer may still access it */
-    if (bootstrap_barrier(runtime.boot) != FTSVM_OK && status == FTSVM_OK) {
+    /* nobody destroys its memory while a peer may still access it (once
+     * detached, ftsvm_finalize's last barrier said so) */
+    if (!runtime.boot->detached && bootstrap_barrier(runtime.boot) != FTSVM_OK &&
+        status == FTSVM_OK) {
         status = FTSVM_EBOOT;
     }
     runtime_abort();

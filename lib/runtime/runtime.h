@@ -51,6 +51,11 @@ int  runtime_boot(void);
 const ftsvm_runtime_t *runtime_booting(void);
 int  runtime_connect(size_t nregions, const size_t *region_sizes);
 void runtime_up(void);
+/* For programs below the shared memory that exchange or meet through the
+ * bootstrap after ftsvm_init (the transport tests): called before it, it
+ * keeps ftsvm_init from leaving the launcher's service. */
+void runtime_keep_bootstrap(void);
+int  runtime_keeps_bootstrap(void);
 void runtime_abort(void);
 /* Shutdown: begin (refuses a second finalize), then the upper modules stop,
  * then runtime_shutdown flushes, meets the other nodes and tears down. */

@@ -6,22 +6,41 @@
 
 #include <criterion/criterion.h>
 
-static run_result_t mpirun(const char *nodes, char *const app[])
+/* mpirun with FTSVM_THREADS=2; `fault` (or NULL) is passed as FTSVM_FAULT
+ * and `recovery` adds --enable-recovery (mpirun keeps the others running
+ * when one process dies). */
+static run_result_t mpirun_with(const char *nodes, char *const app[], const char *fault,
+                                int recovery)
 {
-    char *argv[16] = { "mpirun", "--oversubscribe", "-n", (char *)nodes, "-x", "FTSVM_THREADS",
+    char *argv[20] = { "mpirun", "--oversubscribe", "-n", (char *)nodes, "-x", "FTSVM_THREADS",
                        NULL };
-    char *const env[] = { "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                          "FTSVM_THREADS=2", "FTSVM_RDV=", NULL };
+    char fault_var[128];
+    char *env[] = { "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                    "FTSVM_THREADS=2", "FTSVM_RDV=", "FTSVM_SHARED_SIZE=16M", NULL, NULL };
     int i, n = 6;
     run_result_t r;
 
-    for (i = 0; app[i] != NULL && n < 15; i++) {
+    if (fault != NULL) {
+        snprintf(fault_var, sizeof(fault_var), "FTSVM_FAULT=%s", fault);
+        env[5] = fault_var;
+        argv[n++] = "-x";
+        argv[n++] = "FTSVM_FAULT";
+    }
+    if (recovery) {
+        argv[n++] = "--enable-recovery";
+    }
+    for (i = 0; app[i] != NULL && n < 19; i++) {
         argv[n++] = app[i];
     }
     argv[n] = NULL;
     r = run_cmd(argv, env, 110);
     cr_log_info("%s", r.output);
     return r;
+}
+
+static run_result_t mpirun(const char *nodes, char *const app[])
+{
+    return mpirun_with(nodes, app, NULL, 0);
 }
 
 Test(pmix, transport_starts_under_mpirun, .timeout = 120) {
@@ -39,4 +58,18 @@ Test(pmix, public_api_identity_under_mpirun, .timeout = 120) {
     cr_assert(!r.timed_out && r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
     cr_assert_eq(run_count(r.output, "ids ok"), 3, "%s", r.output);
     cr_assert(strstr(r.output, "node 2 of 3: ids ok") != NULL, "%s", r.output);
+}
+
+/* A rank SIGKILLs itself in the middle of an ftsvm_for loop (FTSVM_FAULT):
+ * under mpirun --enable-recovery the survivors run its chunks again, every
+ * item exactly once, and mpirun exits 0 (it reports the killed rank only
+ * in its own messages). Without that option mpirun ends every rank. */
+Test(pmix, survivors_verify_after_a_kill_under_mpirun, .timeout = 120) {
+    char *const app[] = { NODE_DIR "/for_node", "items", "600", "5,7", "20000", NULL };
+    run_result_t r = mpirun_with("3", app, "for-chunk:8@1", 1);
+
+    cr_assert(!r.timed_out, "timed out:\n%s", r.output);
+    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
+    cr_assert(strstr(r.output, "removed=1") != NULL, "node 1 was not removed:\n%s", r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node 0"), 1, "%s", r.output);
 }

@@ -214,6 +214,7 @@ static void test_stopped_writer(void)
 int main(int argc, char **argv)
 {
     node_check(argc >= 2, "usage: fence_node stopped-writer");
+    runtime_keep_bootstrap();   /* node_transport and node_barrier use it */
     node_ok(ftsvm_init(&argc, &argv));
     if (strcmp(argv[1], "stopped-writer") == 0) {
         test_stopped_writer();

@@ -332,6 +332,7 @@ static void test_corrupt_lock(void)
 int main(int argc, char **argv)
 {
     node_check(argc >= 2, "usage: replica_node stop POINT [K] | corrupt | corrupt-lock");
+    runtime_keep_bootstrap();   /* node_transport and node_barrier use it */
     node_ok(ftsvm_init(&argc, &argv));
     if (strcmp(argv[1], "stop") == 0 && argc >= 3) {
         test_stop(argc, argv);

@@ -352,6 +352,7 @@ int main(int argc, char **argv)
     const char *check = (argc > 1) ? argv[1] : "";
     rdma_ctx_t *ctx;
 
+    runtime_keep_bootstrap();   /* node_transport and node_barrier use it */
     node_ok(ftsvm_init(&argc, &argv));
     node  = ftsvm_node();
     nodes = ftsvm_nodes();
