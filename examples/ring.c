@@ -1,6 +1,8 @@
 /*
  * ring: a multi-node demo of the transport under ftsvm, below the shared
  * memory (soft-RoCE's stage runs it to check the verbs backend end to end).
+ * It boots the runtime alone (no shared memory) and keeps the launcher's
+ * start-up service for its own exchange and barriers.
  *
  *   ftsvm-run -n 4 build/examples/ring [rounds]
  *
@@ -65,7 +67,7 @@ static int compare(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    ftsvm_runtime_t *rt;
+    const ftsvm_runtime_t *rt;
     size_t size = 1 << 16;
     rdma_params_t params;
     volatile uint64_t *mem;
@@ -75,9 +77,9 @@ int main(int argc, char **argv)
     int status, i, ok = 1, right, left;
     long expect_sum;
 
-    status = ftsvm_init(&argc, &argv);
+    status = runtime_boot();
     if (status != FTSVM_OK) {
-        fprintf(stderr, "ftsvm_init: %s\n", ftsvm_strerror(status));
+        fprintf(stderr, "ring: start-up failed: %s\n", ftsvm_strerror(status));
         return 1;
     }
     if (argc > 1) {
@@ -87,9 +89,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    rt    = ftsvm_runtime();
-    node  = ftsvm_node();
-    nodes = ftsvm_nodes();
+    rt    = runtime_booting();
+    node  = rt->config.node;
+    nodes = rt->config.nodes;
     right = (node + 1) % nodes;
     left  = (node + nodes - 1) % nodes;
 
@@ -158,8 +160,7 @@ int main(int argc, char **argv)
     rdma_quiesce(ctx);
     bootstrap_barrier(rt->boot);
     rdma_destroy(ctx);
-    status = ftsvm_finalize();
-    ok &= (status == FTSVM_OK);
+    runtime_abort();
     printf("node %d: %s\n", node, ok ? "verified" : "FAILED");
     return ok ? 0 : 1;
 }
