@@ -74,12 +74,14 @@ done
 
 # ---- failure ----------------------------------------------------------------
 # one killed task: srun says so and exits 137, the step was not cancelled,
-# node 1 was removed and the survivors' result verified
+# node 1 was removed, the survivors' result verified and the lowest survivor
+# summed up the job
 check_failure() {
   local what=$1 rc=$2
   if [ "$rc" = 137 ] && grep -q 'task 1: Killed' "$out" &&
      ! grep -q 'CANCELLED' "$out" && grep -q 'removed=1' "$out" &&
-     grep -q 'verified yes' "$out" && ! grep -q 'tasks\? [0-9,-]*: Exited with exit code' "$out"; then
+     grep -q 'verified yes' "$out" && ! grep -q 'tasks\? [0-9,-]*: Exited with exit code' "$out" &&
+     grep -q 'ftsvm: job of 4 nodes: 3 finished; node 1 failed' "$out"; then
     keep_output "$out"
     ok "$what: task 1 killed, srun exit 137, survivors verified ($(grep -o 'recovered [0-9.]* ms' "$out" | head -1))"
   else

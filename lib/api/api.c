@@ -139,6 +139,9 @@ int ftsvm_finalize(void)
     if (rt->config.stats) {
         stats_print();   /* while every module's counters are registered */
     }
+    if (rt->boot->detached) {
+        failure_print_summary();   /* ftsvm-run prints its own */
+    }
     failure_fini();
     locks_fini();
     hlrc_fini();

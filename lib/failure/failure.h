@@ -51,6 +51,11 @@ int  failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned regio
 int  failure_start(void);
 /* shutdown: stop suspecting (peers leave), then tear down */
 void failure_quiesce(void);
+/* On the lowest node still in the view: one line on stderr naming the
+ * nodes that failed, their cause, the view that removed each and how long
+ * recovery took after the news (where no launcher of ftsvm's own reports
+ * it: under srun or mpirun). */
+void failure_print_summary(void);
 void failure_fini(void);
 
 /* The current view: its number (removed nodes) and membership. */

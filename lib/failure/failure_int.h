@@ -47,6 +47,8 @@ typedef struct failure {
     uint8_t           *target;        /* nodes: removed by some announcement */
     uint8_t           *removed;       /* nodes: removed in the adopted view */
     int               *cause;         /* nodes: FAILURE_CAUSE_* of the removal */
+    uint64_t          *removed_in;    /* nodes: the view that removed it (0: none) */
+    uint64_t          *recovery_ns;   /* nodes: from the news to the end of recovery */
     _Atomic uint64_t   view;          /* adopted view: the number of removed nodes */
     _Atomic uint64_t   adoption_seq;  /* odd while an adoption changes the placement */
     uint64_t           target_view;

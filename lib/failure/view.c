@@ -162,6 +162,49 @@ void failure_report(uint64_t view, int node, int cause, uint64_t detected_ns,
              (unsigned long long)view, node, failure_cause_name(cause),
              (unsigned long long)detected_ns, (unsigned long long)recovered_ns);
     failure_event(line);
+    if (node >= 0 && node < failure.nodes) {
+        failure.removed_in[node]  = view;
+        failure.recovery_ns[node] = recovered_ns - detected_ns;
+    }
+}
+
+void failure_print_summary(void)
+{
+    char line[1024];
+    size_t used;
+    int node, lowest = -1, failed = 0, n;
+
+    for (node = 0; node < failure.nodes; node++) {
+        if (!failure.removed[node] && lowest < 0) {
+            lowest = node;
+        }
+        failed += failure.removed[node] != 0;
+    }
+    if (lowest != failure.node) {
+        return;   /* the lowest node still in the view says it, once */
+    }
+    used = (size_t)snprintf(line, sizeof(line), "ftsvm: job of %d nodes: %d finished",
+                            failure.nodes, failure.nodes - failed);
+    for (node = 0; node < failure.nodes && used < sizeof(line); node++) {
+        if (!failure.removed[node]) {
+            continue;
+        }
+        if (failure.removed_in[node] != 0) {
+            n = snprintf(line + used, sizeof(line) - used,
+                         "; node %d failed (%s), removed in view %llu, recovered %.1f ms "
+                         "after the news", node, failure_cause_name(failure.cause[node]),
+                         (unsigned long long)failure.removed_in[node],
+                         (double)failure.recovery_ns[node] / 1e6);
+        } else {
+            n = snprintf(line + used, sizeof(line) - used, "; node %d failed (%s)", node,
+                         failure_cause_name(failure.cause[node]));
+        }
+        used += (n > 0) ? (size_t)n : 0;
+    }
+    if (failed == 0 && used < sizeof(line)) {
+        snprintf(line + used, sizeof(line) - used, "; no failure");
+    }
+    fprintf(stderr, "%s\n", line);
 }
 
 static void failure_send_view(const uint8_t *target)
@@ -337,10 +380,15 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     free(failure.target);
     free(failure.removed);
     free(failure.cause);
-    failure.target  = calloc((size_t)failure.nodes, 1);
-    failure.removed = calloc((size_t)failure.nodes, 1);
-    failure.cause   = calloc((size_t)failure.nodes, sizeof(int));
-    if (failure.target == NULL || failure.removed == NULL || failure.cause == NULL) {
+    free(failure.removed_in);
+    free(failure.recovery_ns);
+    failure.target      = calloc((size_t)failure.nodes, 1);
+    failure.removed     = calloc((size_t)failure.nodes, 1);
+    failure.cause       = calloc((size_t)failure.nodes, sizeof(int));
+    failure.removed_in  = calloc((size_t)failure.nodes, sizeof(uint64_t));
+    failure.recovery_ns = calloc((size_t)failure.nodes, sizeof(uint64_t));
+    if (failure.target == NULL || failure.removed == NULL || failure.cause == NULL ||
+        failure.removed_in == NULL || failure.recovery_ns == NULL) {
         ftsvm_error("cannot allocate the membership tables");
         failure_fini();
         return FTSVM_ENOMEM;
