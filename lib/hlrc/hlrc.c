@@ -63,6 +63,9 @@ int hlrc_init(void)
     if (status == FTSVM_OK) {
         status = hlrc_fault_install();
     }
+    if (status == FTSVM_OK && hlrc.nodes == 1) {
+        status = hlrc_region_open_all();
+    }
     if (status != FTSVM_OK) {
         goto err;
     }

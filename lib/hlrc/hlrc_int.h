@@ -218,6 +218,7 @@ static inline void hlrc_backoff(unsigned *round)
 int  hlrc_region_map(const ftsvm_config_t *config);
 void hlrc_region_unmap(void);
 int  hlrc_protect(size_t page, int prot);
+int  hlrc_region_open_all(void);   /* a one-node job: no faults at all */
 
 /* fault.c */
 int  hlrc_fault_install(void);

@@ -126,6 +126,20 @@ void hlrc_region_unmap(void)
     hlrc.required = NULL;
 }
 
+/* A job of one node has no other writer, reader or home: the whole region
+ * opens for reading and writing at once, and then no access faults, no page
+ * is twinned or diffed and a release has nothing to write (PAGE_WRITE here
+ * means only "open"; the update list stays empty). */
+int hlrc_region_open_all(void)
+{
+    if (mprotect(hlrc.base, hlrc.size, PROT_READ | PROT_WRITE) != 0) {
+        ftsvm_error("cannot open the shared region of a one-node job: %m");
+        return FTSVM_ESYS;
+    }
+    memset((void *)hlrc.state, PAGE_WRITE, hlrc.npages);
+    return FTSVM_OK;
+}
+
 int hlrc_protect(size_t page, int prot)
 {
     if (mprotect(hlrc.base + page * HLRC_PAGE_SIZE, HLRC_PAGE_SIZE, prot) != 0) {
