@@ -179,6 +179,26 @@ static uint8_t *rdma_blob_field(uint8_t *p, const void *data, size_t len)
     return p + 4 + len;
 }
 
+/* Read a field that rdma_blob_field wrote, from [*p, end): -1 when the blob
+ * ends before it does. */
+static int rdma_blob_take(const uint8_t **p, const uint8_t *end, const uint8_t **data_p,
+                          uint32_t *len_p)
+{
+    uint32_t len;
+
+    if (end - *p < 4) {
+        return -1;
+    }
+    memcpy(&len, *p, 4);
+    if ((size_t)(end - *p - 4) < len) {
+        return -1;
+    }
+    *data_p = *p + 4;
+    *len_p  = len;
+    *p += 4 + (size_t)len;
+    return 0;
+}
+
 /* The blob from the worker addresses and the packed keys: per region
  * u64 base, u64 size, then the key as a field. */
 static int rdma_blob_build(rdma_ctx_t *ctx, const void *address, size_t address_len,
@@ -294,35 +314,19 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
     rdma_peer_t *peer = &ctx->peers[node];
     rdma_ucx_t *ucx = ctx->backend_ctx;
     rdma_ucx_peer_t *up = &ucx->peers[node];
-    const uint8_t *p = blob, *end = blob + len, *address, *live_address;
+    const uint8_t *p = blob, *end = blob + len, *address, *live_address, *key;
     ucs_status_t status;
-    uint32_t address_len, key_len;
+    uint32_t address_len, live_address_len, key_len;
     size_t i;
     int ret;
 
-    if (end - p < 4) {
+    if (rdma_blob_take(&p, end, &address, &address_len) != 0 ||
+        rdma_blob_take(&p, end, &live_address, &live_address_len) != 0) {
         goto bad_blob;
     }
-    memcpy(&address_len, p, 4);
-    p += 4;
-    if ((size_t)(end - p) < address_len) {
-        goto bad_blob;
-    }
-    address = p;
-    p += address_len;
-    if (end - p < 4) {
-        goto bad_blob;
-    }
-    memcpy(&address_len, p, 4);
-    p += 4;
-    if ((size_t)(end - p) < address_len) {
-        goto bad_blob;
-    }
-    live_address = p;
-    p += address_len;
     ret = rdma_ucx_ep_create(ctx, ucx->worker, address, rdma_ucx_ep_error, node, &up->ep);
     /* the channel only where both ends have it; else heartbeats go over ep */
-    up->live_used = ucx->live.enabled && address_len > 0;
+    up->live_used = ucx->live.enabled && live_address_len > 0;
     if (ret == FTSVM_OK && up->live_used) {
         ret = rdma_ucx_ep_create(ctx, ucx->live.worker, live_address, rdma_ucx_live_ep_error, node,
                                  &up->live_ep);
@@ -331,26 +335,24 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
         return ret;
     }
     for (i = 0; i < ctx->nregions; i++) {
-        if (end - p < 20) {
+        if (end - p < 16) {
             goto bad_blob;
         }
         memcpy(&peer->bases[i], p, 8);
         memcpy(&peer->sizes[i], p + 8, 8);
-        memcpy(&key_len, p + 16, 4);
-        p += 20;
-        if ((size_t)(end - p) < key_len) {
+        p += 16;
+        if (rdma_blob_take(&p, end, &key, &key_len) != 0) {
             goto bad_blob;
         }
-        status = ucp_ep_rkey_unpack(up->ep, p, &up->rkeys[i]);
+        status = ucp_ep_rkey_unpack(up->ep, key, &up->rkeys[i]);
         if (status == UCS_OK && up->live_used) {
-            status = ucp_ep_rkey_unpack(up->live_ep, p, &up->live_rkeys[i]);
+            status = ucp_ep_rkey_unpack(up->live_ep, key, &up->live_rkeys[i]);
         }
         if (status != UCS_OK) {
             ftsvm_error("cannot unpack region %zu key of node %d: %s", i, node,
                         ucs_status_string(status));
             return FTSVM_ETRANSPORT;
         }
-        p += key_len;
     }
     return FTSVM_OK;
 
