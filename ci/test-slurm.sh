@@ -7,7 +7,8 @@
 #   start    srun --mpi=pmix -n 3 of the ring demo: every task verifies;
 #   apps     the six apps at 2 and 4 tasks x 1 and 2 threads, small sizes:
 #            every run verifies;
-#   failure  a task SIGKILLs itself in the middle of jacobi (FTSVM_FAULT),
+#   failure  a task SIGKILLs itself in the middle of jacobi (FTSVM_FAULT), at
+#            4 tasks and at 8 (1024 x 1024),
 #            and another run's task is SIGKILLed from outside by its pid:
 #            the step is not cancelled, the survivors finish and verify,
 #            srun names the killed task and exits 137;
@@ -73,17 +74,17 @@ for app in jacobi matmul lu mgs sort taskq; do
 done
 
 # ---- failure ----------------------------------------------------------------
-# one killed task: srun says so and exits 137, the step was not cancelled,
-# node 1 was removed, the survivors' result verified and the lowest survivor
-# summed up the job
+# one killed task (TASK of TASKS, default 1 of 4): srun says so and exits
+# 137, the step was not cancelled, that node was removed, the survivors'
+# result verified and the lowest survivor summed up the job
 check_failure() {
-  local what=$1 rc=$2
-  if [ "$rc" = 137 ] && grep -q 'task 1: Killed' "$out" &&
-     ! grep -q 'CANCELLED' "$out" && grep -q 'removed=1' "$out" &&
+  local what=$1 rc=$2 tasks=${3:-4} task=${4:-1}
+  if [ "$rc" = 137 ] && grep -q "task $task: Killed" "$out" &&
+     ! grep -q 'CANCELLED' "$out" && grep -q "removed=$task" "$out" &&
      grep -q 'verified yes' "$out" && ! grep -q 'tasks\? [0-9,-]*: Exited with exit code' "$out" &&
-     grep -q 'ftsvm: job of 4 nodes: 3 finished; node 1 failed' "$out"; then
+     grep -q "ftsvm: job of $tasks nodes: $((tasks - 1)) finished; node $task failed" "$out"; then
     keep_output "$out"
-    ok "$what: task 1 killed, srun exit 137, survivors verified ($(grep -o 'recovered [0-9.]* ms' "$out" | head -1))"
+    ok "$what: task $task of $tasks killed, srun exit 137, survivors verified ($(grep -o 'recovered [0-9.]* ms' "$out" | head -1))"
   else
     bad "$what (srun exit $rc)"; grep -v ' debug: ' "$out" | tail -12
   fi
@@ -92,6 +93,12 @@ check_failure() {
 FTSVM_FAULT=for-chunk:20@1 timeout 150 srun --mpi=pmix -n 4 "$build/bench/jacobi" 512 200 \
   >"$out" 2>&1
 check_failure "failure: FTSVM_FAULT under srun" $?
+
+# at a size users run: 8 tasks, 1024 x 1024 (bands of about 1 MB per
+# interval), task 5 killed
+FTSVM_FAULT=for-chunk:10@5 FTSVM_SHARED_SIZE=256M timeout 300 srun --mpi=pmix -n 8 \
+  "$build/bench/jacobi" 1024 60 >"$out" 2>&1
+check_failure "failure: FTSVM_FAULT under srun, 8 tasks" $? 8 5
 
 # the same with a SIGKILL from outside: the task of rank 1, found by its
 # environment among the processes this srun started
