@@ -137,6 +137,14 @@ void rdma_ucx_close_ep(rdma_ctx_t *ctx, int peer, int live, int wait)
     request = ucp_ep_close_nbx(ep, &param);
     if (wait && !live) {
         (void)rdma_ucx_wait(ctx, request, "close", peer);
+    } else if (wait && UCS_PTR_IS_PTR(request)) {
+        /* the liveness worker is progressed by its own thread too (it is
+         * made thread-safe): wait here until UCX has let the endpoint go,
+         * so that none of its lanes outlives the peer's removal */
+        while (ucp_request_check_status(request) == UCS_INPROGRESS) {
+            ucp_worker_progress(ucx->live.worker);
+        }
+        ucp_request_free(request);
     } else if (UCS_PTR_IS_PTR(request)) {
         ucp_request_free(request);   /* released when it completes */
     }
