@@ -125,6 +125,62 @@ void rdv_fail(rdv_server_t *server, int status, const char *fmt, ...)
     }
 }
 
+/* Every node has joined or was left out: the rounds may complete. */
+static void rdv_boot_check(rdv_server_t *server)
+{
+    int node;
+
+    if (server->booted || server->failed) {
+        return;
+    }
+    for (node = 0; node < server->nodes; node++) {
+        if (!server->joined[node] && !server->absent[node]) {
+            return;
+        }
+    }
+    if (server->lost_node >= 0 && !server->absent[server->lost_node]) {
+        node = server->lost_node;
+        server->lost_node = -1;
+        rdv_leave_out(server, node, "%s", server->lost_what);   /* boots, or fails */
+        return;
+    }
+    server->booted = 1;
+    ftsvm_debug("every node joined the rendezvous or was left out");
+    rdv_round_try_complete(server);
+}
+
+/* Before the job is up: a node that exited, lost its connection or did not
+ * join in time is left out, and the others start without it (its id stays
+ * unused: a later hello with it is refused), as long as two nodes are left;
+ * with fewer the start-up fails for all. */
+void rdv_leave_out(rdv_server_t *server, int node, const char *fmt, ...)
+{
+    char why[RDV_TEXT_MAX - 96];
+    va_list ap;
+    int n, left = 0;
+
+    if (server->failed || server->absent[node]) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    for (n = 0; n < server->nodes; n++) {
+        left += !server->absent[n] && n != node;
+    }
+    if (left < 2) {
+        rdv_fail(server, FTSVM_EBOOT, "node %d %s; fewer than two nodes are left to start",
+                 node, why);
+        return;
+    }
+    server->absent[node] = 1;
+    if (server->node_conn[node] != NULL) {
+        rdv_conn_close(server, server->node_conn[node]);
+    }
+    ftsvm_warn("node %d %s: the job starts without it", node, why);
+    rdv_boot_check(server);
+}
+
 /* Complete the round if every node that is still there has contributed. */
 void rdv_round_try_complete(rdv_server_t *server)
 {
@@ -199,7 +255,7 @@ void rdv_node_lost(rdv_server_t *server, int node, const char *what)
         return;
     }
     if (!server->booted) {
-        /* Fails the start-up, but only after RDV_LOST_GRACE_NS, in case the
+        /* Leaves it out, but only after RDV_LOST_GRACE_NS, in case the
          * node's exit status comes and gives a better reason. */
         if (server->lost_node < 0) {
             server->lost_node = node;
@@ -231,6 +287,11 @@ void rdv_on_hello(rdv_server_t *server, rdv_conn_t *conn, const rdv_hdr_t *hdr,
                    id, server->nodes, (server->nodes == 1) ? "" : "s");
         return;
     }
+    if (server->absent[id] && !server->joined[id]) {
+        rdv_refuse(server, conn, FTSVM_EBOOT, "node %u was left out of the job at start-up "
+                   "(it did not join in time)", id);
+        return;
+    }
     if (server->joined[id]) {
         /* A node joins once: letting it back in would hand it a round in the
          * middle of the others' sequence. */
@@ -253,16 +314,7 @@ void rdv_on_hello(rdv_server_t *server, rdv_conn_t *conn, const rdv_hdr_t *hdr,
     if (rdv_conn_queue(server, conn, RDV_WELCOME, 0, NULL) != FTSVM_OK) {
         return;   /* the node is lost; it logged */
     }
-    if (server->joined_count == server->nodes) {
-        if (server->lost_node >= 0) {
-            rdv_fail(server, FTSVM_EBOOT, "node %d %s before every node had joined",
-                     server->lost_node, server->lost_what);
-            return;
-        }
-        server->booted = 1;
-        ftsvm_debug("every node joined the rendezvous");
-        rdv_round_try_complete(server);
-    }
+    rdv_boot_check(server);
 }
 
 /* The header has just arrived: refuse what cannot be a valid message before

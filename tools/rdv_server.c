@@ -267,23 +267,46 @@ uint64_t rdv_server_next_timer(const rdv_server_t *server)
     return next;
 }
 
+/* FTSVM_BOOT_TIMEOUT: the nodes that have not joined are left out, if two
+ * that did are left; else the start-up fails as it always did. */
+static void rdv_boot_deadline(rdv_server_t *server, char *missing, size_t size)
+{
+    int node, joined = 0;
+
+    for (node = 0; node < server->nodes; node++) {
+        joined += server->joined[node] && !server->absent[node];
+    }
+    if (joined < 2) {
+        rdv_format_missing(server->joined, server->nodes, missing, size);
+        rdv_fail(server, FTSVM_ETIMEDOUT, "%s did not join the rendezvous within %g s",
+                 missing, server->boot_timeout);
+        return;
+    }
+    for (node = 0; node < server->nodes && !server->failed && !server->booted; node++) {
+        if (!server->joined[node]) {
+            rdv_leave_out(server, node, "did not join the rendezvous within %g s",
+                          server->boot_timeout);
+        }
+    }
+}
+
 void rdv_server_run_timers(rdv_server_t *server, uint64_t now_ns)
 {
     char missing[RDV_TEXT_MAX - 64];
     size_t i;
+    int node;
 
     if (server->accept_paused && now_ns >= server->accept_resume) {
         server->accept_paused = 0;
     }
     if (!server->failed && !server->booted && server->lost_node >= 0 &&
         now_ns >= server->lost_deadline) {
-        rdv_fail(server, FTSVM_EBOOT, "node %d %s before every node had joined",
-                 server->lost_node, server->lost_what);
+        node = server->lost_node;
+        server->lost_node = -1;
+        rdv_leave_out(server, node, "%s before every node had joined", server->lost_what);
     }
     if (!server->failed && !server->booted && now_ns >= server->boot_deadline) {
-        rdv_format_missing(server->joined, server->nodes, missing, sizeof(missing));
-        rdv_fail(server, FTSVM_ETIMEDOUT, "%s did not join the rendezvous within %g s",
-                 missing, server->boot_timeout);
+        rdv_boot_deadline(server, missing, sizeof(missing));
     }
     /* conn_count may grow only in rdv_accept, never from here */
     for (i = 0; i < server->conn_count; i++) {
@@ -309,9 +332,9 @@ void rdv_server_on_node_exit(rdv_server_t *server, int node, int wait_status)
     }
     rdv_describe_exit(wait_status, how, sizeof(how));
     if (!server->booted) {
-        rdv_fail(server, FTSVM_EBOOT, server->joined[node] ?
-                 "node %d exited (%s) before every node joined the rendezvous" :
-                 "node %d exited (%s) before joining the rendezvous", node, how);
+        rdv_leave_out(server, node, server->joined[node] ?
+                      "exited (%s) before every node joined the rendezvous" :
+                      "exited (%s) before joining the rendezvous", how);
         return;
     }
     if (server->node_conn[node] != NULL) {

@@ -92,9 +92,9 @@ struct rdv_server {
 
     rdv_conn_t **node_conn;         /* [nodes] the node's open RDV_CONN_NODE conn */
     uint8_t     *joined;            /* [nodes] its HELLO was accepted */
-    uint8_t     *absent;            /* [nodes] gone after start-up */
+    uint8_t     *absent;            /* [nodes] gone, or left out of the start-up */
     int          joined_count;
-    int          booted;            /* every node has joined */
+    int          booted;            /* every node has joined or was left out */
     int          lost_node;         /* joined, lost its connection before boot; -1 */
     char         lost_what[128];
     uint64_t     lost_deadline;
@@ -136,6 +136,8 @@ void rdv_fail(rdv_server_t *server, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rdv_format_missing(const uint8_t *flags, int nodes, char *buf, size_t size);
 void rdv_node_lost(rdv_server_t *server, int node, const char *what);
+void rdv_leave_out(rdv_server_t *server, int node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void rdv_on_gather(rdv_server_t *server, rdv_conn_t *conn, const uint8_t *payload,
                    uint32_t len);
 void rdv_on_hello(rdv_server_t *server, rdv_conn_t *conn, const rdv_hdr_t *hdr,

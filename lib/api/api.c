@@ -19,6 +19,22 @@
 #include <errno.h>
 #include <stdint.h>
 
+/* A node the transport could not connect must be one that the start-up
+ * rounds found gone; one that is still there is an error for all. */
+static int startup_check_connected(const ftsvm_runtime_t *rt)
+{
+    int node;
+
+    for (node = 0; node < rt->config.nodes; node++) {
+        if (rdma_peer_unconnected(rt->rdma, node) && !rt->boot->absent[node]) {
+            ftsvm_error("start-up: node %d is in the job but could not be connected "
+                        "(see the transport's message above)", node);
+            return FTSVM_ETRANSPORT;
+        }
+    }
+    return FTSVM_OK;
+}
+
 int ftsvm_init(int *argc, char ***argv)
 {
     enum { FAILURE_REGION = HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS };
@@ -64,14 +80,18 @@ int ftsvm_init(int *argc, char ***argv)
         goto err_hlrc;
     }
     /* every node's handlers and regions are in place before anyone sends */
+    runtime_boot_fault("boot-barrier");
     status = bootstrap_barrier(rt->boot);
+    if (status == FTSVM_OK) {
+        status = startup_check_connected(rt);
+    }
     if (status == FTSVM_OK && !runtime_keeps_bootstrap()) {
         /* leave the launcher's service: a node's death later is then only
          * a task's exit to the launcher (bootstrap_pmix.c) */
         status = bootstrap_detach(rt->boot);
     }
     if (status == FTSVM_OK) {
-        status = failure_start();
+        status = failure_start(rt->boot->absent);
     }
     if (status != FTSVM_OK) {
         goto err_locks;

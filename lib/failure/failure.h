@@ -47,8 +47,10 @@
 void failure_region_sizes(int nodes, size_t sizes[FAILURE_NREGIONS]);
 /* after the transport is up, with the module's regions from `region` on */
 int  failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region);
-/* once every node is up: heartbeats and the recovery thread start */
-int  failure_start(void);
+/* once every node is up: the recovery thread and heartbeats start. The
+ * nodes flagged in `absent` (NULL: none) are out of the job from the start:
+ * they are removed, and that view recovered, before this returns. */
+int  failure_start(const uint8_t *absent);
 /* shutdown: stop suspecting (peers leave), then tear down */
 void failure_quiesce(void);
 /* On the lowest node still in the view: one line on stderr naming the

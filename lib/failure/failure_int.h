@@ -18,6 +18,7 @@ enum {
 /* why a node was removed (first cause seen here) */
 enum {
     FAILURE_CAUSE_TRANSPORT, FAILURE_CAUSE_HEARTBEAT, FAILURE_CAUSE_ANNOUNCED,
+    FAILURE_CAUSE_STARTUP,   /* missing from a start-up round (failure_start) */
     FAILURE_CAUSE_COUNT
 };
 

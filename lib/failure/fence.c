@@ -184,6 +184,11 @@ static void fence_peer_setup(int node, const runtime_process_t *mine,
 
     p->how   = FENCE_TRANSPORT;
     p->pidfd = -1;
+    if (its->pid == 0) {
+        /* missing from the first start-up round: it never had an address
+         * or a key of ours (the later rounds went without it) */
+        return;
+    }
     if (!fence_peer_direct(node, lanes, sizeof(lanes))) {
         return;
     }
@@ -197,6 +202,13 @@ static void fence_peer_setup(int node, const runtime_process_t *mine,
         why = "it runs in another pid namespace";
     } else {
         p->pidfd = fence_pidfd_open(p->pid);
+        if (p->pidfd < 0 && errno == ESRCH) {
+            /* no process has its pid: it died (during start-up), and a dead
+             * process writes nothing */
+            p->how = FENCE_TRANSPORT;
+            ftsvm_debug("node %d (pid %d) is gone already", node, p->pid);
+            return;
+        }
         if (p->pidfd < 0 && errno != ENOSYS) {
             why = "its process is gone";
         } else if (runtime_process_stat(p->pid, &state, &start) != FTSVM_OK ||

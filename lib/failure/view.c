@@ -30,9 +30,11 @@
 
 failure_t failure;
 
+#define FAILURE_START_TIMEOUT_NS (120ull * 1000000000ull)
+
 static const char *const cause_names[FAILURE_CAUSE_COUNT] = {
     [FAILURE_CAUSE_TRANSPORT] = "transport", [FAILURE_CAUSE_HEARTBEAT] = "heartbeat",
-    [FAILURE_CAUSE_ANNOUNCED] = "announced",
+    [FAILURE_CAUSE_ANNOUNCED] = "announced", [FAILURE_CAUSE_STARTUP] = "start-up",
 };
 
 const char *failure_cause_name(int cause)
@@ -415,10 +417,49 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     return FTSVM_OK;
 }
 
-int failure_start(void)
+/* Nodes out of the job from its start are removed before the application
+ * runs: every node announces the same set (the start-up rounds are the same
+ * for all) and waits for that view's recovery, in which their rows and
+ * locks go to their other homes as after any failure; only then do the
+ * heartbeats start, so that an absent node never counts in a majority. */
+static int failure_start_without(const uint8_t *absent)
+{
+    uint8_t *remove;
+    int node, count = 0, status;
+
+    remove = calloc((size_t)failure.nodes, 1);
+    if (remove == NULL) {
+        ftsvm_error("cannot allocate the start-up view");
+        return FTSVM_ENOMEM;
+    }
+    for (node = 0; absent != NULL && node < failure.nodes; node++) {
+        if (absent[node] && node != failure.node) {
+            remove[node] = 1;
+            count++;
+        }
+    }
+    if (count == 0) {
+        free(remove);
+        return FTSVM_OK;
+    }
+    failure_announce(remove, FAILURE_CAUSE_STARTUP);
+    free(remove);
+    status = failure_wait_view((uint64_t)count - 1, FAILURE_START_TIMEOUT_NS);
+    if (status != FTSVM_OK) {
+        ftsvm_error("start-up: the view without the %d missing node(s) was not recovered "
+                    "within %llu s", count,
+                    (unsigned long long)(FAILURE_START_TIMEOUT_NS / 1000000000ull));
+    }
+    return status;
+}
+
+int failure_start(const uint8_t *absent)
 {
     int status = failure_recovery_start();
 
+    if (status == FTSVM_OK) {
+        status = failure_start_without(absent);
+    }
     if (status == FTSVM_OK) {
         status = failure_heartbeat_start();
     }

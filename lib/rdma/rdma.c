@@ -56,6 +56,19 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer)
     return !atomic_load(&ctx->peers[peer].failed);
 }
 
+int rdma_peer_unconnected(const rdma_ctx_t *ctx, int peer)
+{
+    return peer >= 0 && peer < ctx->nodes && ctx->peers[peer].unconnected;
+}
+
+/* start-up: a connection to `peer` failed; see rdma_peer_unconnected */
+void rdma_peer_unreached(rdma_ctx_t *ctx, int peer, const char *why)
+{
+    ftsvm_info("node %d could not be connected (%s): left out if it is gone", peer, why);
+    ctx->peers[peer].unconnected = 1;
+    atomic_store(&ctx->peers[peer].failed, 1);
+}
+
 void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
 {
     rdma_peer_t *p;
@@ -119,6 +132,14 @@ int rdma_exchange_blobs(rdma_ctx_t *ctx, const rdma_params_t *params, const void
     if (status != FTSVM_OK) {
         free(all);
         return status;
+    }
+    /* a node missing from either round is out of the job: no connection,
+     * failed from the start (its errors are no news; view 0's recovery
+     * removes it, lib/failure) */
+    for (i = 0; params->absent != NULL && i < ctx->nodes; i++) {
+        if (params->absent[i] && i != ctx->node) {
+            atomic_store(&ctx->peers[i].failed, 1);
+        }
     }
     *all_p    = all;
     *stride_p = max;
@@ -207,11 +228,19 @@ int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
     if (status != FTSVM_OK) {
         goto err;
     }
-    /* finish wire-up now, while every peer is progressing */
-    status = rdma_flush(ctx, RDMA_ALL_PEERS);
-    if (status != FTSVM_OK) {
-        ftsvm_error("could not connect to every node: %s", ftsvm_strerror(status));
-        goto err;
+    /* finish wire-up now, while every peer is progressing; a peer that
+     * fails it is unconnected (it may have died during start-up) */
+    for (node = 0; node < ctx->nodes; node++) {
+        if (node == ctx->node || !rdma_peer_alive(ctx, node)) {
+            continue;
+        }
+        status = ctx->backend.flush(ctx, node);
+        if (status == FTSVM_EPEER) {
+            rdma_peer_unreached(ctx, node, "wire-up failed");
+        } else if (status != FTSVM_OK) {
+            ftsvm_error("could not connect to node %d: %s", node, ftsvm_strerror(status));
+            goto err;
+        }
     }
     ctx->stats.module = "rdma";
     ctx->stats.count  = RDMA_STAT_COUNT;

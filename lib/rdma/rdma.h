@@ -40,6 +40,10 @@ typedef struct rdma_params {
     const size_t       *region_sizes; /* bytes, each > 0 */
     rdma_exchange_fn_t  exchange;
     void               *exchange_arg;
+    /* NULL, or nodes bytes that the exchange keeps: 1 for a node that is
+     * not in the job (missing from a start-up round). The transport makes
+     * no connection to it and counts it failed from the start. */
+    const uint8_t      *absent;
 } rdma_params_t;
 
 #define RDMA_ALL_PEERS      (-1)
@@ -99,6 +103,10 @@ int rdma_on_peer_failure(rdma_ctx_t *ctx, rdma_peer_failed_t cb, void *arg);
 /* 1 while the transport has seen no error from `peer`, else 0. A successful
  * read is no proof of life (a dead peer's shared memory stays readable). */
 int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
+/* 1 when rdma_create could not connect to the peer (it was failed then,
+ * perhaps dead: the caller's next start-up round tells; a peer that is
+ * still there but unconnected is a start-up error) */
+int rdma_peer_unconnected(const rdma_ctx_t *ctx, int peer);
 
 /* Remove a peer for good (it left the view): later operations to it fail
  * with FTSVM_EPEER at once, and operations in flight to it (a hung or cut-off

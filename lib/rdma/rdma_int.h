@@ -30,6 +30,7 @@ typedef struct rdma_region {
 typedef struct rdma_peer {
     _Atomic int   failed;
     _Atomic int   removed;     /* rdma_peer_remove: out of the job for good */
+    int           unconnected; /* start-up: no connection could be made to it */
     uint64_t     *bases;       /* the peer's address of each region */
     size_t       *sizes;
 } rdma_peer_t;
@@ -172,6 +173,7 @@ int  rdma_am_reject_counted(rdma_ctx_t *ctx);
 void rdma_am_dispatch(rdma_ctx_t *ctx, rdma_event_t *event);
 /* Report `peer` failed once (any thread); `why` for the log. */
 void rdma_peer_failed(rdma_ctx_t *ctx, int peer, const char *why);
+void rdma_peer_unreached(rdma_ctx_t *ctx, int peer, const char *why);
 void rdma_failure_dispatch(rdma_ctx_t *ctx, int peer);
 
 #endif

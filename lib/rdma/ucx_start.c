@@ -302,9 +302,9 @@ static int rdma_ucx_ep_create(rdma_ctx_t *ctx, ucp_worker_h worker, const void *
     ep_params.err_handler.arg = ctx;
     status = ucp_ep_create(worker, &ep_params, ep_p);
     if (status != UCS_OK) {
-        ftsvm_error("cannot create an endpoint to node %d: %s", node,
-                    ucs_status_string(status));
-        return FTSVM_ETRANSPORT;
+        /* over shared memory a peer that died has no segments left to map */
+        *ep_p = NULL;
+        rdma_peer_unreached(ctx, node, ucs_status_string(status));
     }
     return FTSVM_OK;
 }
@@ -325,11 +325,15 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
         goto bad_blob;
     }
     ret = rdma_ucx_ep_create(ctx, ucx->worker, address, rdma_ucx_ep_error, node, &up->ep);
+    if (up->ep == NULL) {
+        return FTSVM_OK;   /* unreached: no keys to unpack */
+    }
     /* the channel only where both ends have it; else heartbeats go over ep */
     up->live_used = ucx->live.enabled && live_address_len > 0;
     if (ret == FTSVM_OK && up->live_used) {
         ret = rdma_ucx_ep_create(ctx, ucx->live.worker, live_address, rdma_ucx_live_ep_error, node,
                                  &up->live_ep);
+        up->live_used = (up->live_ep != NULL);
     }
     if (ret != FTSVM_OK) {
         return ret;
@@ -524,7 +528,9 @@ int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
         return status;
     }
     for (node = 0; node < ctx->nodes && status == FTSVM_OK; node++) {
-        status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
+        if (rdma_peer_alive(ctx, node) || node == ctx->node) {
+            status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
+        }
     }
     free(all);
     if (status != FTSVM_OK) {

@@ -315,11 +315,20 @@ int rdma_verbs_connect_all(rdma_ctx_t *ctx, rdma_verbs_t *v)
     struct pollfd pfd = { .fd = v->cm_channel->fd, .events = POLLIN };
     uint64_t deadline = clock_now_ns() + RDMA_VERBS_CONNECT_SECS * 1000000000ull;
     /* ends to see established: ours to nodes >= us, theirs from nodes <= us */
-    int expected = (ctx->nodes - ctx->node) + (ctx->node + 1), done = 0, node, status;
+    int expected = 0, done = 0, node, status;
     rdma_verbs_conn_t *conn;
 
+    /* none to or from a node that is out of the job (rdma_exchange_blobs) */
+    for (node = 0; node < ctx->nodes; node++) {
+        if (node == ctx->node || rdma_peer_alive(ctx, node)) {
+            expected += (node >= ctx->node) + (node <= ctx->node);
+        }
+    }
     src.sin_port = 0;   /* the listener has ours */
     for (node = ctx->node; node < ctx->nodes; node++) {
+        if (node != ctx->node && !rdma_peer_alive(ctx, node)) {
+            continue;
+        }
         conn = &v->conns[node];
         if (rdma_create_id(v->cm_channel, &conn->id, conn, RDMA_PS_TCP) != 0) {
             ftsvm_error("rdma_create_id failed: %m");

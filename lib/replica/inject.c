@@ -37,6 +37,10 @@ static const char *const point_names[REPLICA_STOP_COUNT] = {
     [REPLICA_FAULT_BARRIER]       = "barrier",
     [REPLICA_FAULT_FETCH]         = "fetch",
     [REPLICA_FAULT_FOR_CHUNK]     = "for-chunk",
+    [REPLICA_FAULT_BOOT_RENDEZVOUS] = "boot-rendezvous",
+    [REPLICA_FAULT_BOOT_ADDRESSES]  = "boot-addresses",
+    [REPLICA_FAULT_BOOT_KEYS]       = "boot-keys",
+    [REPLICA_FAULT_BOOT_BARRIER]    = "boot-barrier",
 };
 
 const char *replica_stop_name(replica_stop_point_t point)
@@ -100,7 +104,8 @@ static int stop_parse(const char *var, int fault, const char *spec, int nodes,
                     "phase1-diffs:<k>, next-release, phase1-applied, phase2-pending, "
                     "phase2-diffs:<k>, phase2-applied, last-release%s)", var, spec,
                     fault ? ", lock-held, lock-wait, lock-home, backup, barrier, fetch, "
-                            "for-chunk" : "");
+                            "for-chunk, boot-rendezvous, boot-addresses, boot-keys, "
+                            "boot-barrier" : "");
         return FTSVM_EINVAL;
     }
     if (stop_takes_pages(stop.point) ? colon == NULL : (colon != NULL && !fault)) {

@@ -199,6 +199,12 @@ typedef enum replica_stop_point {
     REPLICA_FAULT_BARRIER,         /* inside a barrier, its slots partly written */
     REPLICA_FAULT_FETCH,           /* mid page fetch: meta read, page not yet */
     REPLICA_FAULT_FOR_CHUNK,       /* an ftsvm_for chunk ran, its commit not yet made */
+    /* start-up steps, fired by lib/runtime (runtime_boot_fault), named here
+     * so that one FTSVM_FAULT syntax covers them */
+    REPLICA_FAULT_BOOT_RENDEZVOUS, /* before joining the start-up exchange */
+    REPLICA_FAULT_BOOT_ADDRESSES,  /* the transport's address lengths exchanged */
+    REPLICA_FAULT_BOOT_KEYS,       /* addresses and keys exchanged, not connected */
+    REPLICA_FAULT_BOOT_BARRIER,    /* at the first barrier, not yet arrived */
     REPLICA_STOP_COUNT
 } replica_stop_point_t;
 

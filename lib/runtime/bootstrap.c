@@ -4,7 +4,9 @@
 #include "common/log.h"
 #include "ftsvm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int bootstrap_under_pmix(void)
 {
@@ -13,15 +15,76 @@ static int bootstrap_under_pmix(void)
 
 int bootstrap_create(const ftsvm_config_t *config, bootstrap_t **boot_p)
 {
+    int status;
+
     if (config->rdv[0] != '\0') {
-        return bootstrap_rdv_create(config, boot_p);
+        status = bootstrap_rdv_create(config, boot_p);
+    } else if (bootstrap_under_pmix()) {
+        status = bootstrap_pmix_create(config, boot_p);
+    } else {
+        ftsvm_error("no launcher found: start the program with ftsvm-run -n N ./app, "
+                    "or under a PMIx launcher (srun, mpirun)");
+        return FTSVM_EBOOT;
     }
-    if (bootstrap_under_pmix()) {
-        return bootstrap_pmix_create(config, boot_p);
+    if (status != FTSVM_OK) {
+        return status;
     }
-    ftsvm_error("no launcher found: start the program with ftsvm-run -n N ./app, "
-                "or under a PMIx launcher (srun, mpirun)");
-    return FTSVM_EBOOT;
+    (*boot_p)->absent = calloc((size_t)(*boot_p)->nodes, 1);
+    if ((*boot_p)->absent == NULL) {
+        ftsvm_error("cannot allocate the start-up presence table");
+        bootstrap_destroy(*boot_p);
+        return FTSVM_ENOMEM;
+    }
+    (*boot_p)->starting = 1;
+    return FTSVM_OK;
+}
+
+/* Fold a round's presence into boot->absent; zero what the absent sent. */
+static int bootstrap_note_absent(bootstrap_t *boot, const uint8_t *present, size_t len,
+                                 void *all)
+{
+    char missing[160];
+    int node, left = 0, used = 0;
+
+    missing[0] = '\0';
+    for (node = 0; node < boot->nodes; node++) {
+        if (!present[node] && !boot->absent[node]) {
+            boot->absent[node] = 1;
+            used += snprintf(missing + used, sizeof(missing) - (size_t)used, "%s%d",
+                             used ? ", " : "", node);
+            used = (used < (int)sizeof(missing)) ? used : (int)sizeof(missing) - 1;
+        }
+        if (boot->absent[node] && len > 0) {
+            memset((char *)all + (size_t)node * len, 0, len);
+        }
+        left += !boot->absent[node];
+    }
+    if (left < 2 && boot->nodes > 1) {
+        ftsvm_error("start-up: only %d of %d nodes are left (a job needs two); "
+                    "the others died or did not join", left, boot->nodes);
+        return FTSVM_EBOOT;
+    }
+    if (missing[0] != '\0') {
+        ftsvm_info("start-up goes on without node(s) %s (died or did not join)", missing);
+    }
+    return FTSVM_OK;
+}
+
+int bootstrap_startup_gather(bootstrap_t *boot, const void *mine, size_t len, void *all)
+{
+    uint8_t *present = malloc((size_t)boot->nodes);
+    int status;
+
+    if (present == NULL) {
+        ftsvm_error("cannot allocate %d bytes for a start-up round", boot->nodes);
+        return FTSVM_ENOMEM;
+    }
+    status = bootstrap_allgather(boot, mine, len, all, present);
+    if (status == FTSVM_OK) {
+        status = bootstrap_note_absent(boot, present, len, all);
+    }
+    free(present);
+    return status;
 }
 
 int bootstrap_detach(bootstrap_t *boot)
@@ -51,6 +114,9 @@ int bootstrap_barrier(bootstrap_t *boot)
         return FTSVM_ENOMEM;
     }
     status = bootstrap_allgather(boot, NULL, 0, NULL, present);
+    if (status == FTSVM_OK && boot->starting) {
+        status = bootstrap_note_absent(boot, present, 0, NULL);
+    }
     free(present);
     return status;
 }

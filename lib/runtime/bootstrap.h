@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 typedef struct bootstrap bootstrap_t;
 
@@ -30,6 +31,11 @@ struct bootstrap {
     int                    node;
     int                    nodes;
     int                    detached;   /* bootstrap_detach ran: no more barriers */
+    /* nodes bytes, 1 for each node missing from a start-up round: it never
+     * joined (died first, or not within FTSVM_BOOT_TIMEOUT) or left since.
+     * The same on every node, the rounds being the same for all. */
+    uint8_t               *absent;
+    int                    starting;   /* 1 until the job is up (runtime_up) */
 };
 
 /* Pick PMIx when the environment comes from a PMIx launcher and FTSVM_RDV is
@@ -45,8 +51,15 @@ static inline int bootstrap_allgather(bootstrap_t *boot, const void *mine, size_
     return boot->ops->allgather(boot, mine, len, all, present);
 }
 
-/* All live nodes have arrived; nodes that exited are skipped. Refused
- * (FTSVM_ESTATE) once detached. */
+/* A round of start-up: an allgather in which a node that is missing, or
+ * was missing from an earlier round, is recorded in boot->absent and its
+ * slot of `all` zeroed. Fewer than two nodes left: FTSVM_EBOOT, with the
+ * reason. */
+int  bootstrap_startup_gather(bootstrap_t *boot, const void *mine, size_t len, void *all);
+
+/* All live nodes have arrived; nodes that exited are skipped (and, before
+ * the job is up, recorded as absent). Refused (FTSVM_ESTATE) once
+ * detached. */
 int  bootstrap_barrier(bootstrap_t *boot);
 
 /* Leave the launcher's start-up service where the bootstrap has one to
@@ -56,6 +69,8 @@ int  bootstrap_detach(bootstrap_t *boot);
 
 static inline void bootstrap_destroy(bootstrap_t *boot)
 {
+    free(boot->absent);
+    boot->absent = NULL;
     boot->ops->destroy(boot);
 }
 

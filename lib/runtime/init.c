@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -35,9 +36,41 @@ ftsvm_runtime_t *ftsvm_runtime(void)
     return atomic_load(&runtime_state) == 2 ? &runtime : NULL;
 }
 
+/* FTSVM_FAULT at a start-up step (tests): "<point>@<node>", the point one
+ * of boot-rendezvous, boot-addresses, boot-keys, boot-barrier (the syntax
+ * is checked with the other points, lib/replica/inject.c). SIGKILL, as a
+ * real failure. */
+void runtime_boot_fault(const char *point)
+{
+    const char *spec = runtime.config.fault;
+    size_t len = strlen(point);
+    char line[128];
+    int n;
+
+    if (strncmp(spec, point, len) != 0 || spec[len] != '@' ||
+        atoi(spec + len + 1) != runtime.config.node || runtime.config.node < 0) {
+        return;
+    }
+    n = snprintf(line, sizeof(line), "ftsvm: node %d: FTSVM_FAULT: killing itself at %s\n",
+                 runtime.config.node, point);
+    if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
+        /* it dies anyway */
+    }
+    kill(getpid(), SIGKILL);
+}
+
+/* The transport's exchanges: its address lengths, then its addresses and
+ * keys (rdma_exchange_blobs), then whatever it needs more. */
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all)
 {
-    return bootstrap_allgather(arg, mine, len, all, NULL);
+    static const char *const after[] = { "boot-addresses", "boot-keys" };
+    static unsigned rounds;
+    int status = bootstrap_startup_gather(arg, mine, len, all);
+
+    if (status == FTSVM_OK && rounds < 2) {
+        runtime_boot_fault(after[rounds++]);
+    }
+    return status;
 }
 
 void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p)
@@ -53,6 +86,7 @@ void runtime_rdma_params(const ftsvm_runtime_t *rt, rdma_params_t *params_p)
     params_p->keepalive    = rt->config.keepalive;
     params_p->exchange     = runtime_exchange;
     params_p->exchange_arg = rt->boot;
+    params_p->absent       = rt->boot->absent;
 }
 
 int runtime_process_stat(int pid, char *state_p, uint64_t *start_time_p)
@@ -135,6 +169,7 @@ int runtime_boot(void)
     }
     ftsvm_log_level = (ftsvm_log_level_t)runtime.config.log_level;
     ftsvm_log_set_node(runtime.config.node);
+    runtime_boot_fault("boot-rendezvous");
     status = bootstrap_create(&runtime.config, &runtime.boot);
     if (status != FTSVM_OK) {
         goto err_state;
@@ -150,7 +185,7 @@ int runtime_boot(void)
         goto err_boot;
     }
     runtime_process_self(&self);
-    status = bootstrap_allgather(runtime.boot, &self, sizeof(self), runtime.processes, NULL);
+    status = bootstrap_startup_gather(runtime.boot, &self, sizeof(self), runtime.processes);
     if (status != FTSVM_OK) {
         goto err_processes;   /* the bootstrap logged it */
     }
@@ -208,6 +243,7 @@ void runtime_up(void)
 {
     ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node)", runtime.config.node,
                runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads);
+    runtime.boot->starting = 0;
     atomic_store(&runtime_state, 2);
 }
 

@@ -32,6 +32,8 @@ ftsvm_runtime_t *ftsvm_runtime(void);
 
 /* rdma_exchange_fn_t over the bootstrap (arg: bootstrap_t *). */
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
+/* FTSVM_FAULT at a start-up step: this node SIGKILLs itself if named */
+void runtime_boot_fault(const char *point);
 
 /* Transport parameters from the configuration and bootstrap of `rt`: all
  * but the regions and the UCX transport list, which the caller adds. */

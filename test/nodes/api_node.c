@@ -5,8 +5,12 @@
  *   ids        node, nodes, threads, thread ids (run with --threads 2),
  *              ftsvm_alive, the thread limit, init twice
  *   late N     node N does not call ftsvm_init (sleeps 10 s, then exits 0);
- *              the others must fail start-up with a clear error
+ *              the others start without it after FTSVM_BOOT_TIMEOUT (with
+ *              two nodes, they fail start-up with a clear error)
  *   early N    node N exits with code 3 before ftsvm_init
+ *   absent N   after start-up: node N is not alive (it died or did not join
+ *              during start-up), every other node is, ids keep their
+ *              numbers; then a barrier and a lock over the others
  *   intruder   node 0 first connects to the rendezvous with a wrong key and
  *              must be turned away, then starts normally
  *   idle       after start-up, sleep 1 s and print the CPU the whole node
@@ -122,6 +126,23 @@ static void intrude(void)
     printf("intruder turned away\n");
 }
 
+static void check_absent(int who)
+{
+    int node, nodes = ftsvm_nodes(), status;
+
+    for (node = 0; node < nodes; node++) {
+        expect(ftsvm_alive(node) == (node != who), "ftsvm_alive(%d) = %d", node,
+               ftsvm_alive(node));
+    }
+    status = ftsvm_barrier();
+    expect(status == FTSVM_OK, "barrier: %s", ftsvm_strerror(status));
+    status = ftsvm_lock_acquire(0);
+    expect(status == FTSVM_OK, "lock: %s", ftsvm_strerror(status));
+    status = ftsvm_lock_release(0);
+    expect(status == FTSVM_OK, "unlock: %s", ftsvm_strerror(status));
+    printf("node %d of %d: started without node %d\n", ftsvm_node(), nodes, who);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = (argc > 1) ? argv[1] : "";
@@ -149,6 +170,8 @@ int main(int argc, char **argv)
         check_ids();
     } else if (!strcmp(mode, "idle")) {
         check_idle();
+    } else if (!strcmp(mode, "absent")) {
+        check_absent(who);
     }
     status = ftsvm_finalize();
     expect(status == FTSVM_OK, "ftsvm_finalize: %s", ftsvm_strerror(status));
