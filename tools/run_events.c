@@ -3,6 +3,7 @@
  * in range, or to come from the node it names. */
 #include "run_events.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -16,7 +17,10 @@ int run_events_init(run_events_t *events, int nodes)
 {
     memset(events, 0, sizeof(*events));
     events->fenced_ns = calloc((size_t)nodes, sizeof(*events->fenced_ns));
-    if (events->fenced_ns == NULL) {
+    events->fault_ns  = calloc((size_t)nodes, sizeof(*events->fault_ns));
+    if (events->fenced_ns == NULL || events->fault_ns == NULL) {
+        free(events->fenced_ns);
+        free(events->fault_ns);
         return -1;
     }
     events->nodes = nodes;
@@ -27,6 +31,7 @@ void run_events_fini(run_events_t *events)
 {
     free(events->events);
     free(events->fenced_ns);
+    free(events->fault_ns);
     memset(events, 0, sizeof(*events));
 }
 
@@ -171,6 +176,13 @@ void run_events_scan(run_events_t *events, int node, const char *line, size_t le
         events->verified = RUN_VERIFIED_YES;
     }
 
+    /* lib/replica/inject.c and runtime_boot_fault write it just before the
+     * SIGKILL: a closer time of death than the reap, which may come after
+     * the others have recovered (a node killed in start-up) */
+    if (node >= 0 && node < events->nodes && events->fault_ns[node] == 0 &&
+        memmem(line, len, RUN_FAULT_TAG, sizeof(RUN_FAULT_TAG) - 1) != NULL) {
+        events->fault_ns[node] = clock_now_ns();
+    }
     start = memmem(line, len, tag, sizeof(tag) - 1);
     if (start == NULL) {
         return;

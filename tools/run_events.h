@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #define RUN_EVENT_TAG        "[ftsvm-event "
+/* the line a node writes as it SIGKILLs itself at its FTSVM_FAULT point */
+#define RUN_FAULT_TAG        "FTSVM_FAULT: killing itself"
 #define RUN_EVENT_CAUSE_MAX  16
 #define RUN_EVENTS_MAX       65536   /* more are counted as dropped */
 
@@ -45,6 +47,7 @@ typedef struct run_events {
     size_t          count;
     size_t          cap;
     uint64_t       *fenced_ns;     /* per node, 0: it did not say it fenced itself */
+    uint64_t       *fault_ns;      /* per node, when its FTSVM_FAULT line was read; 0: none */
     run_verified_t  verified;
     unsigned        malformed;     /* tagged lines that could not be read */
     unsigned        dropped;       /* events beyond RUN_EVENTS_MAX */

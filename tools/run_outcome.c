@@ -74,7 +74,8 @@ static uint64_t run_node_failed_ns(const run_job_t *job, int node, const char **
         return n->injected_ns;
     case RUN_END_FAULT:
         *how_p = "fault";
-        return n->reaped_ns;
+        return (job->events.fault_ns[node] != 0 && job->events.fault_ns[node] < n->reaped_ns) ?
+               job->events.fault_ns[node] : n->reaped_ns;
     case RUN_END_SIGNAL:
         if (n->cause != RUN_CAUSE_NONE || job->interrupts > 0) {
             return 0;

@@ -18,21 +18,26 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 
-/* A node the transport could not connect must be one that the start-up
- * rounds found gone; one that is still there is an error for all. */
-static int startup_check_connected(const ftsvm_runtime_t *rt)
+/* The nodes the job starts without: those missing from a start-up round,
+ * and those the transport could not connect to. The latter may have died
+ * after their last round (a fast node that is killed while a slow one
+ * still connects), or be alive but unreachable from here: either way they
+ * are removed in the first view (a live one learns it and fences itself),
+ * as a failure then would be. */
+static void startup_left_out(const ftsvm_runtime_t *rt, uint8_t *out)
 {
     int node;
 
     for (node = 0; node < rt->config.nodes; node++) {
-        if (rdma_peer_unconnected(rt->rdma, node) && !rt->boot->absent[node]) {
-            ftsvm_error("start-up: node %d is in the job but could not be connected "
-                        "(see the transport's message above)", node);
-            return FTSVM_ETRANSPORT;
+        out[node] = rt->boot->absent[node];
+        if (rdma_peer_unconnected(rt->rdma, node) && !out[node]) {
+            ftsvm_warn("start-up: node %d took part in every round but could not be "
+                       "connected from here (see above): it is removed", node);
+            out[node] = 1;
         }
     }
-    return FTSVM_OK;
 }
 
 int ftsvm_init(int *argc, char ***argv)
@@ -40,6 +45,7 @@ int ftsvm_init(int *argc, char ***argv)
     enum { FAILURE_REGION = HLRC_NREGIONS + REPLICA_NREGIONS + LOCKS_NREGIONS };
     size_t sizes[FAILURE_REGION + FAILURE_NREGIONS];
     const ftsvm_runtime_t *rt;
+    uint8_t *left_out;
     int status;
 
     (void)argc;
@@ -82,16 +88,21 @@ int ftsvm_init(int *argc, char ***argv)
     /* every node's handlers and regions are in place before anyone sends */
     runtime_boot_fault("boot-barrier");
     status = bootstrap_barrier(rt->boot);
-    if (status == FTSVM_OK) {
-        status = startup_check_connected(rt);
-    }
     if (status == FTSVM_OK && !runtime_keeps_bootstrap()) {
         /* leave the launcher's service: a node's death later is then only
          * a task's exit to the launcher (bootstrap_pmix.c) */
         status = bootstrap_detach(rt->boot);
     }
     if (status == FTSVM_OK) {
-        status = failure_start(rt->boot->absent);
+        left_out = calloc((size_t)rt->config.nodes, 1);
+        if (left_out == NULL) {
+            ftsvm_error("cannot allocate the start-up view");
+            status = FTSVM_ENOMEM;
+        } else {
+            startup_left_out(rt, left_out);
+            status = failure_start(left_out);
+            free(left_out);
+        }
     }
     if (status != FTSVM_OK) {
         goto err_locks;

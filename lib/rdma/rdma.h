@@ -103,9 +103,8 @@ int rdma_on_peer_failure(rdma_ctx_t *ctx, rdma_peer_failed_t cb, void *arg);
 /* 1 while the transport has seen no error from `peer`, else 0. A successful
  * read is no proof of life (a dead peer's shared memory stays readable). */
 int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
-/* 1 when rdma_create could not connect to the peer (it was failed then,
- * perhaps dead: the caller's next start-up round tells; a peer that is
- * still there but unconnected is a start-up error) */
+/* 1 when rdma_create could not connect to the peer: it is failed from
+ * the start (perhaps dead; the caller removes it in its first view) */
 int rdma_peer_unconnected(const rdma_ctx_t *ctx, int peer);
 
 /* Remove a peer for good (it left the view): later operations to it fail
