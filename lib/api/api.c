@@ -21,8 +21,8 @@
 #include <stdlib.h>
 
 /* The nodes the job starts without: those missing from a start-up round,
- * and those the transport could not connect to. The latter may have died
- * after their last round (a fast node that is killed while a slow one
+ * and those the transport could not connect to or saw fail. The latter may
+ * have died after their last round (a fast node killed while a slow one
  * still connects), or be alive but unreachable from here: either way they
  * are removed in the first view (a live one learns it and fences itself),
  * as a failure then would be. */
@@ -32,9 +32,10 @@ static void startup_left_out(const ftsvm_runtime_t *rt, uint8_t *out)
 
     for (node = 0; node < rt->config.nodes; node++) {
         out[node] = rt->boot->absent[node];
-        if (rdma_peer_unconnected(rt->rdma, node) && !out[node]) {
+        if (node != rt->config.node && !rdma_peer_alive(rt->rdma, node) && !out[node]) {
             ftsvm_warn("start-up: node %d took part in every round but could not be "
-                       "connected from here (see above): it is removed", node);
+                       "connected from here, or failed since (see above): it is removed",
+                       node);
             out[node] = 1;
         }
     }

@@ -56,16 +56,12 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer)
     return !atomic_load(&ctx->peers[peer].failed);
 }
 
-int rdma_peer_unconnected(const rdma_ctx_t *ctx, int peer)
-{
-    return peer >= 0 && peer < ctx->nodes && ctx->peers[peer].unconnected;
-}
-
-/* start-up: a connection to `peer` failed; see rdma_peer_unconnected */
+/* start-up: no connection could be made to `peer` (it may have died): it
+ * is failed from the start, and its errors are no news (the caller's first
+ * view removes every peer that is not alive then) */
 void rdma_peer_unreached(rdma_ctx_t *ctx, int peer, const char *why)
 {
-    ftsvm_info("node %d could not be connected (%s): left out if it is gone", peer, why);
-    ctx->peers[peer].unconnected = 1;
+    ftsvm_info("node %d could not be connected (%s)", peer, why);
     atomic_store(&ctx->peers[peer].failed, 1);
 }
 
@@ -229,7 +225,7 @@ int rdma_create(const rdma_params_t *params, rdma_ctx_t **ctx_p)
         goto err;
     }
     /* finish wire-up now, while every peer is progressing; a peer that
-     * fails it is unconnected (it may have died during start-up) */
+     * fails it is unreached (it may have died during start-up) */
     for (node = 0; node < ctx->nodes; node++) {
         if (node == ctx->node || !rdma_peer_alive(ctx, node)) {
             continue;

@@ -102,10 +102,9 @@ int rdma_am_send(rdma_ctx_t *ctx, int peer, unsigned type, const void *payload,
 int rdma_on_peer_failure(rdma_ctx_t *ctx, rdma_peer_failed_t cb, void *arg);
 /* 1 while the transport has seen no error from `peer`, else 0. A successful
  * read is no proof of life (a dead peer's shared memory stays readable). */
+/* 0 for a peer that failed, or that rdma_create skipped (absent) or could
+ * not connect to (perhaps dead: the caller removes it in its first view) */
 int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
-/* 1 when rdma_create could not connect to the peer: it is failed from
- * the start (perhaps dead; the caller removes it in its first view) */
-int rdma_peer_unconnected(const rdma_ctx_t *ctx, int peer);
 
 /* Remove a peer for good (it left the view): later operations to it fail
  * with FTSVM_EPEER at once, and operations in flight to it (a hung or cut-off

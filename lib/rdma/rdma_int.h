@@ -30,7 +30,6 @@ typedef struct rdma_region {
 typedef struct rdma_peer {
     _Atomic int   failed;
     _Atomic int   removed;     /* rdma_peer_remove: out of the job for good */
-    int           unconnected; /* start-up: no connection could be made to it */
     uint64_t     *bases;       /* the peer's address of each region */
     size_t       *sizes;
 } rdma_peer_t;

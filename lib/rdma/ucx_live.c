@@ -160,7 +160,7 @@ int rdma_ucx_live_start(rdma_ctx_t *ctx)
         status = rdma_ucx_live_wait(ucp_ep_flush_nbx(ucx->peers[node].live_ep, &param));
         if (rdma_status_from_ucs(status) == FTSVM_EPEER) {
             /* it died during start-up: the next start-up round finds it
-             * missing, and the job goes on without it */
+             * missing, and the job starts without it */
             rdma_peer_failed(ctx, node, "liveness channel not connected");
         } else if (status != UCS_OK) {
             ftsvm_error("cannot connect the liveness channel to node %d: %s", node,

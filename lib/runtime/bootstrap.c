@@ -65,7 +65,8 @@ static int bootstrap_note_absent(bootstrap_t *boot, const uint8_t *present, size
         return FTSVM_EBOOT;
     }
     if (missing[0] != '\0') {
-        ftsvm_info("start-up goes on without node(s) %s (died or did not join)", missing);
+        ftsvm_info("start-up: node(s) %s left out of the job (died or did not join)",
+                   missing);
     }
     return FTSVM_OK;
 }

@@ -64,11 +64,10 @@ void runtime_boot_fault(const char *point)
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all)
 {
     static const char *const after[] = { "boot-addresses", "boot-keys" };
-    static unsigned rounds;
     int status = bootstrap_startup_gather(arg, mine, len, all);
 
-    if (status == FTSVM_OK && rounds < 2) {
-        runtime_boot_fault(after[rounds++]);
+    if (status == FTSVM_OK && runtime.exchanges < 2) {
+        runtime_boot_fault(after[runtime.exchanges++]);
     }
     return status;
 }

@@ -25,6 +25,7 @@ typedef struct ftsvm_runtime {
     bootstrap_t       *boot;
     rdma_ctx_t        *rdma;
     runtime_process_t *processes;   /* per node, from runtime_boot on */
+    unsigned           exchanges;   /* the transport's start-up exchanges so far (FTSVM_FAULT) */
 } ftsvm_runtime_t;
 
 /* NULL before ftsvm_init and after ftsvm_finalize. */

@@ -161,46 +161,48 @@ Test(rendezvous, node_exiting_before_it_joins_is_left_out, .timeout = 60) {
     cr_assert(r.seconds < 20, "took %.1f s", r.seconds);
 }
 
-/* A node SIGKILLed at each step of start-up (FTSVM_FAULT): the others start
+/* A node SIGKILLed at a step of start-up (FTSVM_FAULT), in jobs of 3, 4 and
+ * 8 nodes (the victim differs by size, node 0 among them): the others start
  * without it, see it not alive, and run (barrier, lock) to the end. */
-static void startup_kill(const char *point, const char *nodes, const char *who)
+static void startup_kill(const char *point, const int who[3])
 {
-    char fault[64];
-    char *const argv[] = { FTSVM_RUN, "-n", (char *)nodes, API_NODE, "absent", (char *)who,
-                           NULL };
+    static const int sizes[3] = { 3, 4, 8 };
+    char fault[64], nodes[8], victim[8], want[64];
+    char *const argv[] = { FTSVM_RUN, "-n", nodes, API_NODE, "absent", victim, NULL };
     char *const env[] = { fault, NULL };
-    char want[64];
     run_result_t r;
+    int i;
 
-    snprintf(fault, sizeof(fault), "FTSVM_FAULT=%s@%s", point, who);
-    r = launch(argv, env);
-    cr_assert_eq(r.code, 0, "%s on %s nodes:\n%s", fault, nodes, r.output);
-    snprintf(want, sizeof(want), "node %s: signal 9, injected by FTSVM_FAULT", who);
-    cr_assert(strstr(r.output, want) != NULL, "%s on %s nodes:\n%s", fault, nodes, r.output);
-    snprintf(want, sizeof(want), "started without node %s", who);
-    cr_assert_eq(run_count(r.output, want), atoi(nodes) - 1, "%s on %s nodes:\n%s", fault,
-                 nodes, r.output);
-    cr_assert(strstr(r.output, "ftsvm_init failed") == NULL, "%s:\n%s", fault, r.output);
+    for (i = 0; i < 3; i++) {
+        snprintf(nodes, sizeof(nodes), "%d", sizes[i]);
+        snprintf(victim, sizeof(victim), "%d", who[i]);
+        snprintf(fault, sizeof(fault), "FTSVM_FAULT=%s@%d", point, who[i]);
+        r = launch(argv, env);
+        cr_assert_eq(r.code, 0, "%s on %s nodes:\n%s", fault, nodes, r.output);
+        snprintf(want, sizeof(want), "node %d: signal 9, injected by FTSVM_FAULT", who[i]);
+        cr_assert(strstr(r.output, want) != NULL, "%s on %s nodes:\n%s", fault, nodes,
+                  r.output);
+        snprintf(want, sizeof(want), "started without node %d", who[i]);
+        cr_assert_eq(run_count(r.output, want), sizes[i] - 1, "%s on %s nodes:\n%s", fault,
+                     nodes, r.output);
+        cr_assert(strstr(r.output, "ftsvm_init failed") == NULL, "%s:\n%s", fault, r.output);
+    }
 }
 
-Test(startup, node_killed_before_the_rendezvous_is_left_out, .timeout = 120) {
-    startup_kill("boot-rendezvous", "3", "1");
-    startup_kill("boot-rendezvous", "4", "0");
+Test(startup, node_killed_before_the_rendezvous_is_left_out, .timeout = 180) {
+    startup_kill("boot-rendezvous", (const int[3]){ 1, 0, 7 });
 }
 
-Test(startup, node_killed_after_the_address_exchange_is_left_out, .timeout = 120) {
-    startup_kill("boot-addresses", "3", "2");
-    startup_kill("boot-addresses", "4", "1");
+Test(startup, node_killed_after_the_address_exchange_is_left_out, .timeout = 180) {
+    startup_kill("boot-addresses", (const int[3]){ 2, 1, 0 });
 }
 
-Test(startup, node_killed_after_the_key_exchange_is_left_out, .timeout = 120) {
-    startup_kill("boot-keys", "3", "0");
-    startup_kill("boot-keys", "4", "3");
+Test(startup, node_killed_after_the_key_exchange_is_left_out, .timeout = 180) {
+    startup_kill("boot-keys", (const int[3]){ 0, 3, 5 });
 }
 
-Test(startup, node_killed_in_the_first_barrier_is_left_out, .timeout = 120) {
-    startup_kill("boot-barrier", "3", "1");
-    startup_kill("boot-barrier", "4", "2");
+Test(startup, node_killed_in_the_first_barrier_is_left_out, .timeout = 180) {
+    startup_kill("boot-barrier", (const int[3]){ 1, 2, 4 });
 }
 
 Test(rendezvous, connection_with_a_wrong_key_is_refused_and_logged, .timeout = 60) {
