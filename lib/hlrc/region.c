@@ -27,9 +27,10 @@ hlrc_t hlrc;
 
 int hlrc_region_sizes(const ftsvm_config_t *config, int nodes, size_t sizes[HLRC_NREGIONS])
 {
-    /* the busiest node's share of the blocks, as primary or secondary
+    /* the busiest node's share of the blocks, as primary or secondary, and
+     * the headroom for the secondaries it may take after failures
      * (replica_init has built the placement) */
-    size_t home_pages = replica_placement.slots_max * config->home_block;
+    size_t home_pages = replica_placement.slots_cap * config->home_block;
 
     sizes[HLRC_REGION_HOME]    = home_pages * HLRC_PAGE_SIZE;
     sizes[HLRC_REGION_META]    = home_pages * 2u * (size_t)nodes * 8u;

@@ -10,6 +10,16 @@
  * placement of the single-home protocol.
  *
  * The markers of node P live at its backup, the next node after P.
+ *
+ * Headroom (FTSVM_HOME_HEADROOM): every home store has period_stride slots
+ * per period, period_slots of them used at start; the rest take the new
+ * secondaries re-replication puts on a node after a view change
+ * (rereplicate.c). The store is sized once, before the transport registers
+ * it, because the transport hands out its keys only at start: growing it
+ * would mean registering new memory and sending its keys at runtime, which
+ * lib/rdma does not offer. Untouched slots cost address space, not memory
+ * (they are touched only where a copy lands), except where the transport
+ * pins its registrations (verbs).
  */
 #include "replica.h"
 #include "common/log.h"
@@ -29,7 +39,8 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
     replica_placement_t p = { 0 };
     int which, node;
 
-    if (nodes < 1 || replicas < 1 || replicas > 2 || nblocks == 0) {
+    if (nodes < 1 || nodes > REPLICA_MAX_NODES || replicas < 1 || replicas > 2 ||
+        nblocks == 0) {
         ftsvm_error("placement of %zu blocks with %d replicas over %d nodes is not possible",
                     nblocks, replicas, nodes);
         return FTSVM_EINVAL;
@@ -40,6 +51,7 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
                                                                         : REPLICA_MAX_OFFSETS);
     p.period   = n * spread;
     p.period_slots = (size_t)p.replicas * spread;
+    p.period_stride = p.period_slots;
     p.rows   = calloc(p.period, sizeof(*p.rows));
     p.backup = calloc(n, sizeof(int));
     count    = calloc(n, sizeof(size_t));
@@ -56,12 +68,12 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
     for (r = 0; r < p.period; r++) {
         replica_row_t *row = &p.rows[r];
 
-        row->home[REPLICA_PRIMARY]   = (int32_t)(r % n);
+        row->home[REPLICA_PRIMARY]   = (int16_t)(r % n);
         row->home[REPLICA_SECONDARY] = (p.replicas == 1) ? -1 :
-            (int32_t)((r % n + 1 + (r / n) % spread) % n);
+            (int16_t)((r % n + 1 + (r / n) % spread) % n);
         for (which = 0; which < p.replicas; which++) {
             node = row->home[which];
-            row->slot[which] = (uint32_t)count[node]++;
+            row->slot[which] = (uint16_t)count[node]++;
         }
         if (r + 1 == tail) {   /* the busiest node's share of the partial period */
             for (node = 0; node < nodes; node++) {
@@ -70,12 +82,28 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
         }
     }
     p.slots_max = full * p.period_slots + most;
+    p.slots_cap = p.slots_max;
     for (node = 0; node < nodes; node++) {
         p.backup[node] = (nodes == 1) ? -1 : (node + 1) % nodes;
     }
     free(count);
     *placement = p;
     return FTSVM_OK;
+}
+
+void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
+                                unsigned percent)
+{
+    size_t extra = (placement->period_slots * percent + 99u) / 100u, periods;
+
+    if (placement->replicas < 2 || placement->period_slots + extra > UINT16_MAX) {
+        return;   /* one home: nothing is re-replicated */
+    }
+    placement->period_stride = placement->period_slots + extra;
+    /* every period has the whole stride, the last partial one included (a
+     * new secondary of one of its rows may take any slot) */
+    periods = (nblocks + placement->period - 1) / placement->period;
+    placement->slots_cap = periods * placement->period_stride;
 }
 
 void replica_placement_free(replica_placement_t *placement)

@@ -25,18 +25,26 @@ enum { REPLICA_PRIMARY = 0, REPLICA_SECONDARY = 1 };
  * Blocks (FTSVM_HOME_BLOCK pages) are placed by a table of `period` rows
  * that repeats over the region: row r has a primary and a secondary home and
  * the slot of the block in each home's store. Every node has the table; it
- * changes only at a view change. */
+ * changes at a view change (a home leaves) and when a row gets a new
+ * secondary after one (rereplicate.c). A row is one 64-bit word, read and
+ * written whole, so that a reader never pairs a home with another's slot. */
 typedef struct replica_row {
-    int32_t  home[2];          /* node, or -1 when the block has no such home */
-    uint32_t slot[2];          /* the block's index among that home's blocks of the period */
+    _Alignas(8) int16_t home[2];   /* node, or -1 when the block has no such home */
+    uint16_t slot[2];          /* the block's index among that home's blocks of the period */
 } replica_row_t;
+_Static_assert(sizeof(replica_row_t) == 8, "a placement row is one 64-bit word");
+
+#define REPLICA_MAX_NODES 32767
 
 typedef struct replica_placement {
     int            replicas;   /* 1 or 2 (2 needs 2 nodes) */
     int            nodes;
     size_t         period;     /* rows */
-    size_t         period_slots;   /* blocks each node homes per period */
+    size_t         period_slots;   /* blocks each node homes per period at start */
+    size_t         period_stride;  /* slots per period in a home store: period_slots
+                                    * and the headroom for new secondaries */
     size_t         slots_max;      /* blocks the busiest node homes over the region */
+    size_t         slots_cap;      /* slots of every home store (headroom included) */
     replica_row_t *rows;
     int           *backup;     /* per node: the node holding its markers, -1 when none */
 } replica_placement_t;
@@ -45,17 +53,30 @@ extern replica_placement_t replica_placement;
 
 /* Build the table for `nblocks` blocks over nodes 0..nodes-1 with the
  * configured FTSVM_REPLICAS; before the transport is up (it sizes the home
- * store). */
+ * store). No headroom: period_stride = period_slots. */
 int  replica_placement_build(replica_placement_t *placement, int replicas, int nodes,
                              size_t nblocks);
+/* Give every home store `percent` more slots per period, for the secondaries
+ * a view change moves onto the survivors (FTSVM_HOME_HEADROOM). */
+void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
+                                unsigned percent);
 void replica_placement_free(replica_placement_t *placement);
 
 /* Nodes removed by a view change (set by the replica's recovery step): a
  * row whose primary is gone names its secondary as primary (with that
- * home's slot: slots never move) and has no secondary; a row whose
- * secondary is gone has none. */
+ * home's slot) and has no secondary; a row whose secondary is gone has
+ * none, until re-replication gives it a new one (rereplicate.c). */
 extern _Atomic int replica_any_gone;
 extern uint8_t    *replica_gone;
+
+/* one reading of row r */
+static inline replica_row_t replica_row_read(const replica_placement_t *p, size_t r)
+{
+    replica_row_t row;
+
+    __atomic_load(&p->rows[r], &row, __ATOMIC_ACQUIRE);
+    return row;
+}
 
 /* the row's home index (0 or 1) that serves as `which` now; -1: none */
 static inline int replica_role(const replica_row_t *row, int which, int replicas)
@@ -72,33 +93,42 @@ static inline int replica_role(const replica_row_t *row, int which, int replicas
                 __atomic_load_n(&replica_gone[row->home[1]], __ATOMIC_ACQUIRE)) {
                 return -1;
             }
-        } else if (which == 1 && __atomic_load_n(&replica_gone[row->home[1]],
-                                                  __ATOMIC_ACQUIRE)) {
+        } else if (which == 1 && (row->home[1] < 0 ||
+                                  __atomic_load_n(&replica_gone[row->home[1]],
+                                                  __ATOMIC_ACQUIRE))) {
             return -1;
         }
         if (first + which > 1) {
             return -1;
         }
+    } else if (row->home[which] < 0) {
+        return -1;
     }
     return first + which;
+}
+
+/* the slot index in a home store of `block` at slot `slot` of its period */
+static inline size_t replica_slot_index(size_t block, unsigned slot)
+{
+    return (block / replica_placement.period) * replica_placement.period_stride + slot;
 }
 
 static inline int replica_home(size_t block, int which)
 {
     const replica_placement_t *p = &replica_placement;
-    const replica_row_t *row = &p->rows[block % p->period];
-    int role = replica_role(row, which, p->replicas);
+    replica_row_t row = replica_row_read(p, block % p->period);
+    int role = replica_role(&row, which, p->replicas);
 
-    return (role < 0) ? -1 : row->home[role];
+    return (role < 0) ? -1 : row.home[role];
 }
 
 static inline size_t replica_slot(size_t block, int which)
 {
     const replica_placement_t *p = &replica_placement;
-    const replica_row_t *row = &p->rows[block % p->period];
-    int role = replica_role(row, which, p->replicas);
+    replica_row_t row = replica_row_read(p, block % p->period);
+    int role = replica_role(&row, which, p->replicas);
 
-    return (block / p->period) * p->period_slots + row->slot[role < 0 ? 0 : role];
+    return replica_slot_index(block, row.slot[role < 0 ? 0 : role]);
 }
 
 /* The home serving as `which` now and the block's slot in its store, from
@@ -107,24 +137,25 @@ static inline size_t replica_slot(size_t block, int which)
 static inline int replica_locate(size_t block, int which, size_t *slot_p)
 {
     const replica_placement_t *p = &replica_placement;
-    const replica_row_t *row = &p->rows[block % p->period];
-    int role = replica_role(row, which, p->replicas);
+    replica_row_t row = replica_row_read(p, block % p->period);
+    int role = replica_role(&row, which, p->replicas);
 
     if (role < 0) {
         return -1;
     }
-    *slot_p = (block / p->period) * p->period_slots + row->slot[role];
-    return row->home[role];
+    *slot_p = replica_slot_index(block, row.slot[role]);
+    return row.home[role];
 }
 
-/* 1 when `node` was a home of the block at start (either role) */
+/* 1 when `node` is a home of the block in its row now (either role, gone or
+ * not) */
 static inline int replica_was_home(size_t block, int node, int *which_p)
 {
-    const replica_row_t *row = &replica_placement.rows[block % replica_placement.period];
+    replica_row_t row = replica_row_read(&replica_placement, block % replica_placement.period);
     int w;
 
     for (w = 0; w < replica_placement.replicas; w++) {
-        if (row->home[w] == node) {
+        if (row.home[w] == node) {
             *which_p = w;
             return 1;
         }

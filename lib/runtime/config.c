@@ -78,6 +78,10 @@ static const config_entry_t config_table[] = {
            replicas, CONFIG_UINT), .min = 1, .max = 2},
     {ENTRY("CHECK_HOMES", "n", "debug: at every barrier and at finalize, check that both "
            "homes of every page hold identical copies (y/n)", check_homes, CONFIG_BOOL)},
+    {ENTRY("HOME_HEADROOM", "100", "percent more room in every node's home store than its "
+           "share at start, for the second copies it takes after failures (re-replication; "
+           "address space, touched only where a copy lands)", home_headroom, CONFIG_UINT),
+     .min = 0, .max = 10000},
     {ENTRY("LOCK_ACK_DELAY_MS", "0", "tests: milliseconds a lock's secondary home waits before "
            "it acks a new requester to the holder", lock_ack_delay_ms, CONFIG_UINT),
      .min = 0, .max = 60000},

@@ -27,6 +27,7 @@ typedef struct ftsvm_config {
     size_t   notice_log;       /* bytes of each writer's write-notice ring */
     unsigned replicas;         /* homes per page: 1 or 2 */
     int      check_homes;      /* bool: compare both homes at every barrier */
+    unsigned home_headroom;    /* percent more home-store slots, for new secondaries */
     unsigned lock_ack_delay_ms;   /* a lock's secondary waits before its ack (tests) */
     char     stop_at[64];      /* a release step at which a node stops itself (tests) */
     char     fault[64];        /* a point at which a node SIGKILLs itself (tests) */
