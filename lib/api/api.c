@@ -112,6 +112,7 @@ int ftsvm_init(int *argc, char ***argv)
     return FTSVM_OK;
 
 err_locks:
+    replica_stop_copies();
     locks_fini();
 err_hlrc:
     hlrc_fini();
@@ -152,6 +153,7 @@ int ftsvm_finalize(void)
     }
     /* from here nodes leave: their going is no failure */
     failure_quiesce();
+    replica_stop_copies();
     if (status == FTSVM_OK && hlrc_checking_homes()) {
         /* every release of every node is done: the homes must agree */
         status = hlrc_check_homes();

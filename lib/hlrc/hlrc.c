@@ -60,6 +60,9 @@ int hlrc_init(void)
     if (status == FTSVM_OK) {
         status = hlrc_recover_init();
     }
+    if (status == FTSVM_OK && hlrc.replicated) {
+        status = replica_on_copy(hlrc_home_copy_row, NULL);
+    }
     if (status == FTSVM_OK) {
         status = hlrc_fault_install();
     }

@@ -275,6 +275,9 @@ void hlrc_notices_drain(int writer);
 int  hlrc_release(void);
 int  hlrc_acquire(const uint64_t *vt);
 
+/* home_copy.c: a placement row's copies to its new secondary (re-replication) */
+int  hlrc_home_copy_row(const replica_copy_t *copy, uint64_t *bytes_p);
+
 /* recover.c */
 int  hlrc_recover_init(void);
 /* wait until no view change is being recovered, and take close_lock */

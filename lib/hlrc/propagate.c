@@ -149,8 +149,9 @@ static int phase_check_homes(uint64_t k, const page_diff_t *diffs, size_t npages
 
     for (i = 0; i < npages; i++) {
         if (hlrc_home(diffs[i].page, REPLICA_PRIMARY) < 0) {
-            ftsvm_error("page 0x%x has no home left (%s): interval %llu cannot be "
-                        "written", diffs[i].page,
+            ftsvm_error("page 0x%x (placement row %zu) has no home left (%s): interval %llu "
+                        "cannot be written", diffs[i].page,
+                        (diffs[i].page / hlrc.home_block) % replica_placement.period,
                         hlrc.replicated ? "both of its homes failed" : "FTSVM_REPLICAS=1 "
                         "keeps one copy", (unsigned long long)k);
             return FTSVM_EPEER;
@@ -304,6 +305,19 @@ static int phase(uint64_t k, const page_diff_t *diffs, size_t npages, int which)
  * write (detection by heartbeat takes FTSVM_HB_TIMEOUT). */
 #define PROPAGATE_VIEW_WAIT_NS (60ull * 1000000000ull)
 
+/* A page whose row is being copied to its new secondary: wait until the
+ * row names it (rereplicate.c: releases on a row being copied wait). */
+static void wait_for_copies(const page_diff_t *diffs, size_t npages)
+{
+    size_t i;
+
+    for (i = 0; i < npages; i++) {
+        if (replica_copying(diffs[i].page / hlrc.home_block)) {
+            replica_copy_wait(diffs[i].page / hlrc.home_block);
+        }
+    }
+}
+
 static int no_home_left(const page_diff_t *diffs, size_t npages)
 {
     size_t i;
@@ -337,6 +351,10 @@ int hlrc_propagate(uint64_t interval, const page_diff_t *diffs, size_t npages)
                 break;
             }
             continue;
+        }
+        wait_for_copies(diffs, npages);
+        if (failure_adoption_seq() != seq || failure_view() != view) {
+            continue;   /* a view change ended the wait: start on the new placement */
         }
         status = phase(interval, diffs, npages, REPLICA_PRIMARY);
         if (status == FTSVM_OK && hlrc.replicated) {

@@ -21,7 +21,10 @@
  *      copying the primary to the secondary (phase 2 interrupted);
  *   5. exchange;
  *   6. each survivor acquires F's intervals up to nextRelease(F), which its
- *      vt may not name (F died before its vt went out), and the gate opens.
+ *      vt may not name (F died before its vt went out);
+ *   7. the rows left with one home get a new secondary in the plan of
+ *      lib/replica (rereplicate.c), copied there in the background later,
+ *      and the gate opens.
  * Meanwhile readers never wait for this: a copy with F's pending entry is
  * refused and the other home read instead (home.c).
  *
@@ -323,6 +326,12 @@ static int recover_pages(void *arg, const failure_change_t *change)
     }
     if (status == FTSVM_OK) {
         status = acquire_durable(change);
+    }
+    /* every survivor drained and repaired, the gate still closed: no
+     * release runs anywhere, so the rows that lost a home can be planned
+     * (and wait for their copy) from here */
+    if (status == FTSVM_OK) {
+        status = replica_rereplicate_plan(change);
     }
 out:
     free(smeta);

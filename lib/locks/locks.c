@@ -54,7 +54,7 @@ void locks_region_sizes(int nodes, size_t sizes[LOCKS_NREGIONS])
     sizes[0] = (size_t)LOCKS_SLOTS * (RECORD_WORDS + 2u + (size_t)nodes) * sizeof(uint64_t);
 }
 
-static uint64_t record_offset(uint32_t id)
+uint64_t locks_record_offset(uint32_t id)
 {
     return (uint64_t)(id % LOCKS_SLOTS) * RECORD_WORDS * sizeof(uint64_t);
 }
@@ -69,7 +69,7 @@ uint64_t locks_vt_offset(uint32_t id)
 void locks_record_store(const lock_state_t *st)
 {
     uint64_t *rec = (uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
-                                 record_offset(st->id));
+                                 locks_record_offset(st->id));
 
     __atomic_store_n(&rec[1], (uint64_t)(st->home_tail + 1), __ATOMIC_RELAXED);
     __atomic_store_n(&rec[2], (uint64_t)(st->home_second + 1), __ATOMIC_RELAXED);
@@ -469,8 +469,10 @@ int locks_acquire(unsigned lock)
     }
     st->waiters++;
     while (!st->token || st->held) {
-        if (!st->token && !st->requested && locks.frozen) {
-            pthread_cond_wait(&locks.thaw, &locks.mutex);   /* queues are being rebuilt */
+        if (!st->token && !st->requested && (locks.frozen || replica_copying(lock))) {
+            /* queues are being rebuilt, or the lock's homes are being
+             * copied to a new secondary (records_copy.c) */
+            pthread_cond_wait(&locks.thaw, &locks.mutex);
             continue;
         }
         if (!st->token && !st->requested) {
@@ -589,12 +591,12 @@ int locks_check_homes(void)
                 continue;
             }
             rec = (const uint64_t *)((uint8_t *)rdma_region_addr(locks.rdma, locks.region) +
-                                     record_offset(st->id));
+                                     locks_record_offset(st->id));
             memcpy(mine, rec, sizeof(mine));
             if (mine[0] != (uint64_t)st->id + 1u) {
                 continue;   /* the slot now records another lock */
             }
-            status = rdma_get(locks.rdma, secondary, locks.region, record_offset(st->id),
+            status = rdma_get(locks.rdma, secondary, locks.region, locks_record_offset(st->id),
                               theirs, sizeof(theirs));
             if (status == FTSVM_OK && (theirs[0] != mine[0] || theirs[1] != mine[1] ||
                                        theirs[2] != mine[2])) {
@@ -659,6 +661,9 @@ int locks_init(unsigned region)
     status = failure_on_recovery(0, locks_freeze, NULL);
     if (status == FTSVM_OK) {
         status = failure_on_recovery(20, locks_rebuild, NULL);
+    }
+    if (status == FTSVM_OK && locks.replicated) {
+        status = replica_on_copy(locks_copy_records, locks_rows_changed);
     }
     return status;
 }

@@ -7,6 +7,7 @@
 #include "common/stats.h"
 #include "failure/failure.h"
 #include "rdma/rdma.h"
+#include "replica/replica.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -71,6 +72,7 @@ extern locks_t locks;
 /* locks.c */
 int           locks_home(uint32_t id, int which);
 uint64_t      locks_vt_offset(uint32_t id);
+uint64_t      locks_record_offset(uint32_t id);
 /* at a home, under the mutex: its queue record as one-sided readers see it */
 void          locks_record_store(const lock_state_t *st);
 /* under the mutex: the lock's state, created on first use (NULL: no memory) */
@@ -79,6 +81,10 @@ lock_state_t *locks_state(uint32_t id);
 int           locks_handoff_target(lock_state_t *st);
 /* send the token to `to` in view `epoch` (the one its handoff was decided in) */
 void          locks_hand_on(lock_state_t *st, int to, uint64_t epoch);
+
+/* records_copy.c: a placement row's lock records to its new secondary */
+int  locks_copy_records(const replica_copy_t *copy, uint64_t *bytes_p);
+void locks_rows_changed(const replica_copy_t *copy);
 
 /* rebuild.c: the steps run at a view change */
 int locks_freeze(void *arg, const failure_change_t *change);

@@ -41,6 +41,7 @@ static const char *const point_names[REPLICA_STOP_COUNT] = {
     [REPLICA_FAULT_BOOT_ADDRESSES]  = "boot-addresses",
     [REPLICA_FAULT_BOOT_KEYS]       = "boot-keys",
     [REPLICA_FAULT_BOOT_BARRIER]    = "boot-barrier",
+    [REPLICA_FAULT_REDUNDANCY]    = "redundancy",
 };
 
 const char *replica_stop_name(replica_stop_point_t point)
@@ -105,7 +106,7 @@ static int stop_parse(const char *var, int fault, const char *spec, int nodes,
                     "phase2-diffs:<k>, phase2-applied, last-release%s)", var, spec,
                     fault ? ", lock-held, lock-wait, lock-home, backup, barrier, fetch, "
                             "for-chunk, boot-rendezvous, boot-addresses, boot-keys, "
-                            "boot-barrier" : "");
+                            "boot-barrier, redundancy" : "");
         return FTSVM_EINVAL;
     }
     if (stop_takes_pages(stop.point) ? colon == NULL : (colon != NULL && !fault)) {

@@ -23,6 +23,7 @@ static int replica_recover(void *arg, const failure_change_t *change)
         __atomic_store_n(&replica_gone[change->removed_now[i]], 1, __ATOMIC_RELEASE);
         atomic_store(&replica_any_gone, 1);
     }
+    replica_rereplicate_abandon();   /* the next view's plan starts it again */
     return FTSVM_OK;
 }
 
@@ -86,6 +87,8 @@ static void replica_watch_markers(void)
 
 int replica_start(rdma_ctx_t *rdma, unsigned region)
 {
+    int status;
+
     replica.rdma = rdma;
     replica.markers_region = region;
     if (replica_fault_armed(REPLICA_FAULT_BACKUP)) {
@@ -94,11 +97,13 @@ int replica_start(rdma_ctx_t *rdma, unsigned region)
             failure_on_beat(replica_watch_markers);
         }
     }
-    return failure_on_recovery(0, replica_recover, NULL);
+    status = failure_on_recovery(0, replica_recover, NULL);
+    return (status == FTSVM_OK) ? replica_rereplicate_init() : status;
 }
 
 void replica_fini(void)
 {
+    replica_rereplicate_fini();
     replica_placement_free(&replica_placement);
     atomic_store(&replica_any_gone, 0);
     free(replica_gone);

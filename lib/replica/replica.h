@@ -10,6 +10,7 @@
 #define FTSVM_REPLICA_H
 
 #include "runtime/config.h"
+#include "failure/failure.h"
 #include "rdma/rdma.h"
 
 #include <stdatomic.h>
@@ -168,11 +169,60 @@ static inline int replica_count(void)
     return replica_placement.replicas;
 }
 
+/* ---- re-replication after a view change (rereplicate.c) ----
+ * A row left with one live home gets a new secondary on another live node,
+ * in a headroom slot of its store; the surviving home copies the row there
+ * in the background (the modules' copy functions below), and then every
+ * node puts the new home in the row. While a row is being copied, releases
+ * and lock requests on it wait (replica_copy_wait): see rereplicate.c. */
+typedef struct replica_copy {
+    uint32_t row;
+    int16_t  from, to;         /* the surviving home (the row's primary), the new secondary */
+    uint16_t from_slot, to_slot;
+} replica_copy_t;
+
+/* A module's part of copying one row, on the copier thread of `from`:
+ * one-sided writes to `to`, not flushed; adds the bytes it wrote. */
+typedef int (*replica_copy_fn_t)(const replica_copy_t *copy, uint64_t *bytes_p);
+/* On every node, once the row names its new secondary (copy) or once the
+ * copies of a view were abandoned (copy NULL: a view change). */
+typedef void (*replica_rows_fn_t)(const replica_copy_t *copy);
+#define REPLICA_MAX_COPIERS 4
+int replica_on_copy(replica_copy_fn_t copy, replica_rows_fn_t changed);
+
+/* Plan the new secondaries of view change->view. Only where no release or
+ * lock request is in flight anywhere (hlrc's recovery, with its gate closed
+ * after every survivor drained): from here until its copy ends, a release
+ * or lock request on a planned row waits. */
+int replica_rereplicate_plan(const failure_change_t *change);
+
+extern _Atomic int replica_any_copying;
+extern _Atomic uint8_t *replica_copying_rows;
+
+/* 1 while the row of `block` is being copied to its new secondary */
+static inline int replica_copying(size_t block)
+{
+    if (__builtin_expect(!atomic_load_explicit(&replica_any_copying, memory_order_acquire),
+                         1)) {
+        return 0;
+    }
+    return atomic_load_explicit(&replica_copying_rows[block % replica_placement.period],
+                                memory_order_acquire) != 0;
+}
+
+/* Wait until the row of `block` has its new secondary, or its copy was
+ * abandoned by a view change (the row then keeps its one home: a caller
+ * reads the placement again, and sees the view change as it always does). */
+void replica_copy_wait(size_t block);
+
 /* ---- start and stop (replica.c) ---- */
 int  replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nblocks);
 void replica_region_sizes(int nodes, size_t sizes[REPLICA_NREGIONS]);
 /* once the transport is up, with the module's regions from `region` on */
 int  replica_start(rdma_ctx_t *rdma, unsigned region);
+/* shutdown: a copy to new homes under way stops (before the modules whose
+ * copy functions it runs go) */
+void replica_stop_copies(void);
 void replica_fini(void);
 
 /* ---- markers (markers.c) ----
@@ -236,6 +286,7 @@ typedef enum replica_stop_point {
     REPLICA_FAULT_BOOT_ADDRESSES,  /* the transport's address lengths exchanged */
     REPLICA_FAULT_BOOT_KEYS,       /* addresses and keys exchanged, not connected */
     REPLICA_FAULT_BOOT_BARRIER,    /* at the first barrier, not yet arrived */
+    REPLICA_FAULT_REDUNDANCY,      /* this node logged that redundancy is back */
     REPLICA_STOP_COUNT
 } replica_stop_point_t;
 

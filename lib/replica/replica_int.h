@@ -21,4 +21,9 @@ typedef struct replica {
 
 extern replica_t replica;
 
+/* rereplicate.c */
+int  replica_rereplicate_init(void);
+void replica_rereplicate_abandon(void);
+void replica_rereplicate_fini(void);
+
 #endif

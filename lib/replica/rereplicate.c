@@ -1,0 +1,533 @@
+/*
+ * Re-replication after a view change (DESIGN.md 5.1 and section 7, "beyond
+ * the seed"): every placement row that a failure left with one live home
+ * gets a new secondary, so that a later failure is survived like the first.
+ *
+ * Plan. At the end of the recovery of view V, where hlrc's gate is closed
+ * and every survivor has drained (no release, no lock request in flight
+ * anywhere), every survivor computes the same plan from the same placement
+ * and membership: for each row with one live home h, in row order, the live
+ * node other than h that homes the fewest rows (ties: the nearest after h)
+ * and has a fresh headroom slot left. Slots are handed out in order and
+ * never reused, so a slot a plan gives is zero (never written) and a copy
+ * needs to write only what the surviving home holds.
+ *
+ * Copy. h copies the row to the new secondary s with one-sided writes, in
+ * the background on a thread of its own, while the application runs
+ * (the modules' copy functions: hlrc the pages with their applied/pending
+ * words, locks the queue records and saved vts), flushes, and then the row
+ * gets s as its secondary: first at s itself (s acks), then everywhere else.
+ * Every survivor logs one event when every row of the plan has its second
+ * home again.
+ *
+ * Releases during the copy: a release, or a lock request, that touches a
+ * row being copied waits until that row has its new secondary (here, on
+ * every node, the row has left the copying state only after s has it). The
+ * alternative, letting phase 2 write both the old single home and the new
+ * one while the copy runs, would race the copy itself: the copier reads
+ * the page at h and writes it to s, phase 2 of a concurrent release writes
+ * its runs to s, and nothing orders the two writes at s (two writers, two
+ * endpoints), so the copy could land after the runs and undo them; a fix
+ * needs a per-page handshake on every release. Waiting costs a release on
+ * a copied row at most that row's copy (milliseconds over shared memory: a
+ * row is 1/period of the region, and only its written pages are copied) and
+ * nothing at all for the other rows, and it keeps the copy's source
+ * frozen: h's copy of the row does not change while it is read, so the
+ * copy is exactly the row as of the plan, and every release after it
+ * writes both homes.
+ *
+ * A view change during the copy abandons it (at adoption: the waiting
+ * releases go on at once with the row's single home, as before
+ * re-replication, and drain like any other); the next view's plan starts
+ * again with the rows still single. If the failure took the only copy of a
+ * row, the row has no home and its next release or fetch ends with the
+ * existing error ("both of its homes failed").
+ *
+ * The release markers need no copy here: a node whose backup failed writes
+ * its markers to its next backup during recovery (replica_markers_resave),
+ * before the gate opens.
+ */
+#include "replica_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "ftsvm.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* active-message types of the module (hlrc 1..15, locks 16..31, failure 40..47) */
+enum { REPLICA_AM_ROW_DONE = 48, REPLICA_AM_ROW_ACK = 49 };
+
+typedef struct row_done_msg {
+    uint64_t view;
+    uint32_t entry;       /* index in the plan */
+    uint32_t pad;
+    uint64_t bytes;       /* what the copy of the row wrote */
+} row_done_msg_t;
+
+_Atomic int      replica_any_copying;
+_Atomic uint8_t *replica_copying_rows;
+
+static struct {
+    pthread_mutex_t  lock;
+    pthread_cond_t   cond;
+    uint64_t         view;        /* the plan's view, 0: none in force */
+    replica_copy_t  *plan;
+    uint8_t         *done;        /* per plan entry */
+    size_t           nplan, ndone, unplaced;
+    uint64_t         bytes;
+    uint64_t         detected_ns, start_ns;
+    uint16_t        *next_slot;   /* per node: its next fresh slot of a period */
+    int              acked;       /* the plan entry the new secondary acked, -1 none */
+    pthread_t        thread;
+    int              thread_started;
+    struct { replica_copy_fn_t copy; replica_rows_fn_t changed; } fns[REPLICA_MAX_COPIERS];
+    int              nfns;
+} rerep;
+
+int replica_on_copy(replica_copy_fn_t copy, replica_rows_fn_t changed)
+{
+    if (rerep.nfns >= REPLICA_MAX_COPIERS) {
+        ftsvm_error("replica_on_copy: no room for another module");
+        return FTSVM_EINVAL;
+    }
+    rerep.fns[rerep.nfns].copy = copy;
+    rerep.fns[rerep.nfns].changed = changed;
+    rerep.nfns++;
+    return FTSVM_OK;
+}
+
+static void rows_changed(const replica_copy_t *copy)
+{
+    int i;
+
+    for (i = 0; i < rerep.nfns; i++) {
+        if (rerep.fns[i].changed != NULL) {
+            rerep.fns[i].changed(copy);
+        }
+    }
+}
+
+static void copier_join(void);
+
+/* ---- the plan ---- */
+
+static int live(int node)
+{
+    return node >= 0 && !__atomic_load_n(&replica_gone[node], __ATOMIC_ACQUIRE) &&
+           failure_member(node);
+}
+
+/* The new secondary of a row whose one live home is h: the member that
+ * homes the fewest rows and has a fresh slot left; -1 if none. */
+static int choose_secondary(int h, const size_t *load)
+{
+    const replica_placement_t *p = &replica_placement;
+    int k, node, best = -1;
+
+    for (k = 1; k < p->nodes; k++) {
+        node = (h + k) % p->nodes;
+        if (!live(node) || rerep.next_slot[node] >= p->period_stride) {
+            continue;
+        }
+        if (best < 0 || load[node] < load[best]) {
+            best = node;
+        }
+    }
+    return best;
+}
+
+/* under rerep.lock */
+static void plan_rows(size_t *load)
+{
+    const replica_placement_t *p = &replica_placement;
+    size_t r;
+    int w, h, s;
+
+    for (r = 0; r < p->period; r++) {
+        replica_row_t row = replica_row_read(p, r);
+
+        for (w = 0; w < 2; w++) {
+            load[row.home[w] >= 0 ? row.home[w] : 0] += live(row.home[w]);
+        }
+    }
+    for (r = 0; r < p->period; r++) {
+        replica_row_t row = replica_row_read(p, r);
+        int l0 = live(row.home[0]), l1 = live(row.home[1]);
+        replica_copy_t *c;
+
+        if (l0 == l1) {
+            continue;   /* two homes, or none left (its next use says so) */
+        }
+        w = l0 ? 0 : 1;
+        h = row.home[w];
+        s = choose_secondary(h, load);
+        if (s < 0) {
+            rerep.unplaced++;
+            continue;
+        }
+        c = &rerep.plan[rerep.nplan++];
+        c->row       = (uint32_t)r;
+        c->from      = (int16_t)h;
+        c->to        = (int16_t)s;
+        c->from_slot = row.slot[w];
+        c->to_slot   = rerep.next_slot[s]++;
+        load[s]++;
+    }
+}
+
+int replica_rereplicate_plan(const failure_change_t *change)
+{
+    const replica_placement_t *p = &replica_placement;
+    size_t *load, i;
+
+    if (p->replicas < 2 || failure_members() < 2) {
+        return FTSVM_OK;
+    }
+    load = calloc((size_t)p->nodes, sizeof(size_t));
+    if (load == NULL) {
+        return FTSVM_ENOMEM;
+    }
+    copier_join();   /* an abandoned copy has seen the view change: it reads no plan */
+    pthread_mutex_lock(&rerep.lock);
+    rerep.nplan = rerep.ndone = rerep.unplaced = 0;
+    rerep.bytes = 0;
+    rerep.acked = -1;
+    memset(rerep.done, 0, p->period);
+    plan_rows(load);
+    for (i = 0; i < rerep.nplan; i++) {
+        atomic_store(&replica_copying_rows[rerep.plan[i].row], 1);
+    }
+    rerep.view = change->view;
+    rerep.detected_ns = change->detected_ns;
+    atomic_store(&replica_any_copying, rerep.nplan > 0);
+    pthread_mutex_unlock(&rerep.lock);
+    free(load);
+    if (rerep.unplaced > 0) {
+        ftsvm_error("view %llu: %zu placement rows keep one copy: no live node has a free "
+                    "slot for a second (FTSVM_HOME_HEADROOM); a failure of their home loses "
+                    "them", (unsigned long long)change->view, rerep.unplaced);
+    }
+    ftsvm_debug("view %llu: %zu placement rows get a new secondary", (unsigned long long)
+                change->view, rerep.nplan);
+    return FTSVM_OK;
+}
+
+/* ---- the end of a row's copy, on every node ---- */
+
+/* under rerep.lock: redundancy is back when every row of the plan is */
+static void report_redundancy(void)
+{
+    uint64_t now = clock_now_ns(), since = rerep.detected_ns ? rerep.detected_ns
+                                                             : rerep.start_ns;
+    char line[512];
+    ssize_t ignored;
+
+    snprintf(line, sizeof(line),
+             "ftsvm: node %d: view %llu: redundancy restored: %zu placement rows copied to new "
+             "homes, %llu bytes in %.1f ms, %.1f ms after the news [ftsvm-event redundancy "
+             "view=%llu rows=%zu bytes=%llu ms=%.1f]\n", replica.node,
+             (unsigned long long)rerep.view, rerep.nplan, (unsigned long long)rerep.bytes,
+             (double)(now - (rerep.start_ns ? rerep.start_ns : since)) / 1e6,
+             (double)(now - since) / 1e6, (unsigned long long)rerep.view, rerep.nplan,
+             (unsigned long long)rerep.bytes, (double)(now - since) / 1e6);
+    ignored = write(STDERR_FILENO, line, strlen(line));
+    (void)ignored;
+}
+
+/* The row of plan entry `e` names its new secondary; under rerep.lock. */
+static void row_done_locked(size_t e, uint64_t bytes)
+{
+    const replica_copy_t *c = &rerep.plan[e];
+    replica_row_t row;
+
+    row.home[0] = c->from;
+    row.slot[0] = c->from_slot;
+    row.home[1] = c->to;
+    row.slot[1] = c->to_slot;
+    __atomic_store(&replica_placement.rows[c->row], &row, __ATOMIC_RELEASE);
+    atomic_store(&replica_copying_rows[c->row], 0);
+    rerep.done[e] = 1;
+    rerep.ndone++;
+    rerep.bytes += bytes;
+    pthread_cond_broadcast(&rerep.cond);
+}
+
+/* Entry e of the plan of `view` is done here; 1 when that made redundancy
+ * whole again (the caller then passes the fault point of the tests, after
+ * it has said what it must). A plan abandoned meanwhile changes nothing. */
+static int row_done(uint64_t view, size_t e, uint64_t bytes)
+{
+    replica_copy_t copy;
+    int all = 0, now = 0;
+
+    pthread_mutex_lock(&rerep.lock);
+    if (rerep.view == view && e < rerep.nplan && !rerep.done[e]) {
+        now = 1;
+        copy = rerep.plan[e];
+        row_done_locked(e, bytes);
+        if (rerep.ndone == rerep.nplan) {
+            atomic_store(&replica_any_copying, 0);
+            all = (rerep.unplaced == 0);
+            if (all) {
+                report_redundancy();
+            }
+        }
+    }
+    pthread_mutex_unlock(&rerep.lock);
+    if (now) {
+        rows_changed(&copy);
+    }
+    return all;
+}
+
+static void redundancy_fault_point(int all)
+{
+    if (all && replica_fault_armed(REPLICA_FAULT_REDUNDANCY)) {
+        replica_fault_point(REPLICA_FAULT_REDUNDANCY);
+    }
+}
+
+/* protocol thread: "row of entry e is copied" from its copier */
+static void on_row_done(void *arg, int src, const void *payload, size_t len)
+{
+    row_done_msg_t msg;
+    int valid, ack = 0, all;
+
+    (void)arg;
+    (void)len;
+    memcpy(&msg, payload, sizeof(msg));
+    pthread_mutex_lock(&rerep.lock);
+    valid = (msg.view == rerep.view && msg.entry < rerep.nplan &&
+             rerep.plan[msg.entry].from == src);
+    ack = valid && rerep.plan[msg.entry].to == replica.node;
+    pthread_mutex_unlock(&rerep.lock);
+    if (!valid) {
+        ftsvm_debug("dropped a row-done of view %llu from node %d", (unsigned long long)msg.view,
+                    src);
+        return;
+    }
+    all = row_done(msg.view, msg.entry, msg.bytes);
+    if (ack) {   /* the new secondary has the row: the others may now use it */
+        (void)rdma_am_send(replica.rdma, src, REPLICA_AM_ROW_ACK, &msg, sizeof(msg));
+    }
+    redundancy_fault_point(all);
+}
+
+static void on_row_ack(void *arg, int src, const void *payload, size_t len)
+{
+    row_done_msg_t msg;
+
+    (void)arg;
+    (void)len;
+    memcpy(&msg, payload, sizeof(msg));
+    pthread_mutex_lock(&rerep.lock);
+    if (msg.view == rerep.view && msg.entry < rerep.nplan && rerep.plan[msg.entry].to == src) {
+        rerep.acked = (int)msg.entry;
+        pthread_cond_broadcast(&rerep.cond);
+    }
+    pthread_mutex_unlock(&rerep.lock);
+}
+
+/* ---- the copier ---- */
+
+static int plan_current(uint64_t view)
+{
+    return rerep.view == view && failure_view() == view;
+}
+
+/* The row is at its new secondary: tell it first and wait for its ack (so
+ * that nobody sends it a write or a lock mirror of the row before it knows
+ * the row), then every other member and this node. */
+static int announce_row(size_t e, uint64_t view, uint64_t bytes)
+{
+    row_done_msg_t msg = { view, (uint32_t)e, 0, bytes };
+    const replica_copy_t *c = &rerep.plan[e];
+    int node, status;
+
+    status = rdma_am_send(replica.rdma, c->to, REPLICA_AM_ROW_DONE, &msg, sizeof(msg));
+    pthread_mutex_lock(&rerep.lock);
+    while (status == FTSVM_OK && rerep.acked != (int)e && plan_current(view)) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10000000L;   /* a view change does not signal us: look again */
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&rerep.cond, &rerep.lock, &ts);
+    }
+    status = (status == FTSVM_OK && !plan_current(view)) ? FTSVM_EPEER : status;
+    pthread_mutex_unlock(&rerep.lock);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    for (node = 0; node < replica.nodes; node++) {
+        if (node != replica.node && node != c->to && failure_member(node)) {
+            (void)rdma_am_send(replica.rdma, node, REPLICA_AM_ROW_DONE, &msg, sizeof(msg));
+        }
+    }
+    redundancy_fault_point(row_done(view, e, bytes));
+    return FTSVM_OK;
+}
+
+static void *copier_main(void *arg)
+{
+    uint64_t view = (uint64_t)(uintptr_t)arg, bytes;
+    size_t e;
+    int i, status = FTSVM_OK;
+
+    for (e = 0; e < rerep.nplan && status == FTSVM_OK; e++) {
+        const replica_copy_t *c = &rerep.plan[e];
+
+        if (c->from != replica.node) {
+            continue;
+        }
+        if (!plan_current(view)) {
+            status = FTSVM_EPEER;
+            break;
+        }
+        bytes = 0;
+        for (i = 0; i < rerep.nfns && status == FTSVM_OK; i++) {
+            status = rerep.fns[i].copy(c, &bytes);
+        }
+        /* the whole row is at the new secondary before any node names it */
+        if (status == FTSVM_OK) {
+            status = rdma_flush(replica.rdma, c->to);
+        }
+        if (status == FTSVM_OK) {
+            status = announce_row(e, view, bytes);
+        }
+    }
+    if (status != FTSVM_OK && status != FTSVM_EPEER) {
+        ftsvm_error("view %llu: copying placement rows to their new homes failed: %s",
+                    (unsigned long long)view, ftsvm_strerror(status));
+    } else if (status == FTSVM_EPEER) {
+        ftsvm_info("view %llu: a view change stopped the copy to new homes; the next view "
+                   "plans it again", (unsigned long long)view);
+    }
+    return NULL;
+}
+
+static void copier_join(void)
+{
+    if (rerep.thread_started) {
+        pthread_join(rerep.thread, NULL);
+        rerep.thread_started = 0;
+    }
+}
+
+/* Recovery step, after the locks' rebuild (their records are final): the
+ * copy of this node's rows begins. */
+static int copy_start(void *arg, const failure_change_t *change)
+{
+    (void)arg;
+    copier_join();
+    pthread_mutex_lock(&rerep.lock);
+    if (rerep.view != change->view || rerep.nplan == 0) {
+        pthread_mutex_unlock(&rerep.lock);
+        return FTSVM_OK;
+    }
+    rerep.start_ns = clock_now_ns();
+    pthread_mutex_unlock(&rerep.lock);
+    if (pthread_create(&rerep.thread, NULL, copier_main,
+                       (void *)(uintptr_t)change->view) != 0) {
+        ftsvm_error("cannot start the thread that copies rows to their new homes");
+        return FTSVM_ESYS;
+    }
+    rerep.thread_started = 1;
+    return FTSVM_OK;
+}
+
+/* Adoption of a new view: a copy under way is abandoned, and what waits for
+ * it goes on with the rows as they are (a row not yet copied has one home). */
+void replica_rereplicate_abandon(void)
+{
+    size_t r;
+    int was;
+
+    pthread_mutex_lock(&rerep.lock);
+    was = atomic_load(&replica_any_copying);
+    for (r = 0; r < replica_placement.period; r++) {
+        atomic_store(&replica_copying_rows[r], 0);
+    }
+    atomic_store(&replica_any_copying, 0);
+    rerep.view = 0;
+    pthread_cond_broadcast(&rerep.cond);
+    pthread_mutex_unlock(&rerep.lock);
+    if (was) {
+        rows_changed(NULL);
+    }
+}
+
+void replica_copy_wait(size_t block)
+{
+    size_t r = block % replica_placement.period;
+
+    pthread_mutex_lock(&rerep.lock);
+    while (atomic_load(&replica_copying_rows[r])) {
+        pthread_cond_wait(&rerep.cond, &rerep.lock);
+    }
+    pthread_mutex_unlock(&rerep.lock);
+}
+
+int replica_rereplicate_init(void)
+{
+    const replica_placement_t *p = &replica_placement;
+    int node, status;
+
+    pthread_mutex_init(&rerep.lock, NULL);
+    pthread_cond_init(&rerep.cond, NULL);
+    rerep.plan = calloc(p->period, sizeof(*rerep.plan));
+    rerep.done = calloc(p->period, 1);
+    rerep.next_slot = calloc((size_t)p->nodes, sizeof(uint16_t));
+    replica_copying_rows = calloc(p->period, 1);
+    if (rerep.plan == NULL || rerep.done == NULL || rerep.next_slot == NULL ||
+        replica_copying_rows == NULL) {
+        ftsvm_error("cannot allocate the re-replication tables");
+        return FTSVM_ENOMEM;
+    }
+    for (node = 0; node < p->nodes; node++) {
+        rerep.next_slot[node] = (uint16_t)p->period_slots;
+    }
+    status = rdma_am_register(replica.rdma, REPLICA_AM_ROW_DONE, sizeof(row_done_msg_t),
+                              sizeof(row_done_msg_t), on_row_done, NULL);
+    if (status == FTSVM_OK) {
+        status = rdma_am_register(replica.rdma, REPLICA_AM_ROW_ACK, sizeof(row_done_msg_t),
+                                  sizeof(row_done_msg_t), on_row_ack, NULL);
+    }
+    if (status == FTSVM_OK) {
+        status = failure_on_recovery(30, copy_start, NULL);
+    }
+    return status;
+}
+
+void replica_stop_copies(void)
+{
+    pthread_mutex_lock(&rerep.lock);
+    rerep.view = 0;
+    pthread_cond_broadcast(&rerep.cond);
+    pthread_mutex_unlock(&rerep.lock);
+    copier_join();
+}
+
+void replica_rereplicate_fini(void)
+{
+    replica_stop_copies();
+    free(rerep.plan);
+    free(rerep.done);
+    free(rerep.next_slot);
+    free((void *)replica_copying_rows);
+    replica_copying_rows = NULL;
+    atomic_store(&replica_any_copying, 0);
+    memset(rerep.fns, 0, sizeof(rerep.fns));
+    rerep.nfns = 0;
+    rerep.plan = NULL;
+    rerep.done = NULL;
+    rerep.next_slot = NULL;
+    rerep.nplan = rerep.ndone = 0;
+}
