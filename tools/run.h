@@ -43,6 +43,8 @@ typedef struct run_kill {
     double      at;       /* seconds since launch */
     size_t      order;    /* position on the command line, to keep ties stable */
     int         cut;
+    int         after_redundancy;   /* NODE@redundancy: once the survivors said that
+                                     * redundancy is back after every earlier failure */
 } run_kill_t;
 
 typedef struct run_opts {

@@ -30,7 +30,9 @@ static void run_print_help(void)
            "      --threads T      threads per node, 1..%d (sets FTSVM_THREADS)\n"
            "      --timeout S      SIGKILL every node still running after S seconds\n"
            "      --kill NODE@SEC  SIGKILL node NODE at SEC seconds after launch, as an\n"
-           "                       injected failure; repeatable\n"
+           "                       injected failure; repeatable. NODE@redundancy: once a\n"
+           "                       survivor has said that redundancy is back after every\n"
+           "                       earlier failure (after the timed ones, in order)\n"
            "      --netns          run each node in a network namespace of its own (needs\n"
            "                       root; see below)\n"
            "      --cut NODE@SEC   with --netns: take node NODE's link down at SEC seconds\n"
@@ -84,6 +86,11 @@ static void run_print_help(void)
            "  detected_ms   detection time, \"none\" if no survivor reported the failure\n"
            "  failover_ms   failover time, likewise\n"
            "  reported      survivors that reported the failure\n"
+           "  redundancy_ms    after the first failure: ms from a survivor's news of it\n"
+           "                   until every row had two homes again (the latest\n"
+           "                   survivor), \"none\" if none said so\n"
+           "  redundancy_bytes what re-replication copied then, likewise\n"
+           "  redundancy_views the highest view in which redundancy came back, 0: none\n"
            "  survivors     nodes that did not fail\n"
            "  survived      1 if there is a survivor and every survivor exited 0, else 0\n"
            "  fenced        nodes that exited with %d (fenced themselves)\n"
@@ -171,7 +178,9 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     if (run_parse_long(node_text, 0, RUN_MAX_NODES - 1, &node) != 0) {
         return run_usage_error("%s '%s': '%s' is not a node id", option, text, node_text);
     }
-    if (run_parse_seconds(at + 1, 1, &when) != 0) {
+    if (!strcmp(at + 1, "redundancy")) {
+        when = 0;
+    } else if (run_parse_seconds(at + 1, 1, &when) != 0) {
         return run_usage_error("%s '%s': '%s' is not a time in seconds (a number, 0 or "
                                "more)", option, text, at + 1);
     }
@@ -185,6 +194,7 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     kills[opts->kill_count].at = when;
     kills[opts->kill_count].order = opts->kill_count;
     kills[opts->kill_count].cut = cut;
+    kills[opts->kill_count].after_redundancy = !strcmp(at + 1, "redundancy");
     opts->cuts += cut;
     opts->kill_count++;
     return 0;
@@ -194,6 +204,9 @@ static int run_kill_compare(const void *a, const void *b)
 {
     const run_kill_t *ka = a, *kb = b;
 
+    if (ka->after_redundancy != kb->after_redundancy) {
+        return ka->after_redundancy ? 1 : -1;   /* after every timed one */
+    }
     if (ka->at != kb->at) {
         return (ka->at < kb->at) ? -1 : 1;
     }

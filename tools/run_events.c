@@ -29,6 +29,7 @@ int run_events_init(run_events_t *events, int nodes)
 
 void run_events_fini(run_events_t *events)
 {
+    free(events->redundancy);
     free(events->events);
     free(events->fenced_ns);
     free(events->fault_ns);
@@ -103,6 +104,76 @@ static void run_events_add(run_events_t *events, const run_event_t *event)
     events->events[events->count++] = *event;
 }
 
+static int run_events_ms(const char *text, double *ms_p)
+{
+    char *end;
+    double ms;
+
+    if (text[0] < '0' || text[0] > '9') {
+        return -1;
+    }
+    errno = 0;
+    ms = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || ms > 1e12) {
+        return -1;
+    }
+    *ms_p = ms;
+    return 0;
+}
+
+/* "redundancy view=V rows=R bytes=B ms=T" after the tag; save: strtok_r's */
+static int run_events_parse_redundancy(run_events_t *events, int node, char **save)
+{
+    enum { HAVE_VIEW = 1, HAVE_ROWS = 2, HAVE_BYTES = 4, HAVE_MS = 8 };
+    run_redundancy_t r = { .reporter = node };
+    run_redundancy_t *grown;
+    char *field, *value;
+    int have = 0;
+    size_t cap;
+
+    for (field = strtok_r(NULL, " ", save); field != NULL; field = strtok_r(NULL, " ", save)) {
+        value = strchr(field, '=');
+        if (value == NULL) {
+            return -1;
+        }
+        *value++ = '\0';
+        if (!strcmp(field, "view") && run_events_u64(value, &r.view) == 0) {
+            have |= HAVE_VIEW;
+        } else if (!strcmp(field, "rows") && run_events_u64(value, &r.rows) == 0) {
+            have |= HAVE_ROWS;
+        } else if (!strcmp(field, "bytes") && run_events_u64(value, &r.bytes) == 0) {
+            have |= HAVE_BYTES;
+        } else if (!strcmp(field, "ms") && run_events_ms(value, &r.ms) == 0) {
+            have |= HAVE_MS;
+        } else {
+            return -1;
+        }
+    }
+    if (have != (HAVE_VIEW | HAVE_ROWS | HAVE_BYTES | HAVE_MS) ||
+        r.view > (uint64_t)events->nodes) {
+        return -1;
+    }
+    if (events->redundancy_count == RUN_EVENTS_MAX) {
+        events->dropped++;
+        return 0;
+    }
+    if (events->redundancy_count == events->redundancy_cap) {
+        cap = events->redundancy_cap ? 2 * events->redundancy_cap : 16;
+        grown = realloc(events->redundancy, cap * sizeof(*grown));
+        if (grown == NULL) {
+            events->dropped++;
+            return 0;
+        }
+        events->redundancy = grown;
+        events->redundancy_cap = cap;
+    }
+    events->redundancy[events->redundancy_count++] = r;
+    if (r.view > events->redundancy_view) {
+        events->redundancy_view = r.view;
+    }
+    return 0;
+}
+
 /* text: what follows the tag, up to (not including) the closing bracket */
 static int run_events_parse(run_events_t *events, int node, char *text)
 {
@@ -115,7 +186,11 @@ static int run_events_parse(run_events_t *events, int node, char *text)
 
     memset(&event, 0, sizeof(event));
     event.reporter = node;
-    for (field = strtok_r(text, " ", &save); field != NULL; field = strtok_r(NULL, " ", &save)) {
+    field = strtok_r(text, " ", &save);
+    if (field != NULL && !strcmp(field, "redundancy")) {
+        return run_events_parse_redundancy(events, node, &save);
+    }
+    for (; field != NULL; field = strtok_r(NULL, " ", &save)) {
         value = strchr(field, '=');
         if (value == NULL) {
             return -1;
@@ -238,5 +313,43 @@ int run_events_figures(const run_events_t *events, int removed, const char *surv
         return 0;
     }
     *figures_p = figures;
+    return 1;
+}
+
+uint64_t run_events_view_of(const run_events_t *events, int removed, const char *survivor)
+{
+    uint64_t view = 0;
+    size_t i;
+
+    for (i = 0; i < events->count; i++) {
+        const run_event_t *event = &events->events[i];
+
+        if (event->removed == removed && survivor[event->reporter] && event->view > view) {
+            view = event->view;
+        }
+    }
+    return view;
+}
+
+int run_events_redundancy(const run_events_t *events, uint64_t view, const char *survivor,
+                          double *ms_p, uint64_t *bytes_p)
+{
+    double ms = -1;
+    uint64_t bytes = 0;
+    size_t i;
+
+    for (i = 0; i < events->redundancy_count; i++) {
+        const run_redundancy_t *r = &events->redundancy[i];
+
+        if (r->view == view && view != 0 && survivor[r->reporter] && r->ms > ms) {
+            ms = r->ms;
+            bytes = r->bytes;
+        }
+    }
+    if (ms < 0) {
+        return 0;
+    }
+    *ms_p = ms;
+    *bytes_p = bytes;
     return 1;
 }

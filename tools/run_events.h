@@ -7,6 +7,10 @@
  *       (CLOCK_MONOTONIC ns, the launcher's clock as well: one machine)
  *   [ftsvm-event fenced=N ns=T]
  *       node N fenced itself at T and is about to exit with FTSVM_EXIT_FENCED
+ *   [ftsvm-event redundancy view=V rows=R bytes=B ms=T]
+ *       a survivor has every placement row of view V on two homes again: it
+ *       copied or got R rows (B bytes) to new homes, T ms after it learned
+ *       of the failure that made view V
  *   ... verified yes / ... verified NO
  *       an application checked its result
  *
@@ -41,11 +45,24 @@ typedef struct run_event {
     char     cause[RUN_EVENT_CAUSE_MAX];
 } run_event_t;
 
+/* One survivor's "redundancy is back" in one view. */
+typedef struct run_redundancy {
+    int      reporter;
+    uint64_t view;
+    uint64_t rows;
+    uint64_t bytes;
+    double   ms;
+} run_redundancy_t;
+
 typedef struct run_events {
     int             nodes;
     run_event_t    *events;
     size_t          count;
     size_t          cap;
+    run_redundancy_t *redundancy;
+    size_t          redundancy_count;
+    size_t          redundancy_cap;
+    uint64_t        redundancy_view;   /* the highest view any node said it of, 0: none */
     uint64_t       *fenced_ns;     /* per node, 0: it did not say it fenced itself */
     uint64_t       *fault_ns;      /* per node, when its FTSVM_FAULT line was read; 0: none */
     run_verified_t  verified;
@@ -71,5 +88,13 @@ void run_events_scan(run_events_t *events, int node, const char *line, size_t le
  * removal of `removed`, else 0. */
 int  run_events_figures(const run_events_t *events, int removed, const char *survivor,
                         run_figures_t *figures_p);
+
+/* The view that removed `removed`, as its survivors reported it; 0: none. */
+uint64_t run_events_view_of(const run_events_t *events, int removed, const char *survivor);
+
+/* Returns 1 and the latest ms among the survivors that said redundancy is
+ * back in `view` (and the bytes one of them copied), else 0. */
+int  run_events_redundancy(const run_events_t *events, uint64_t view, const char *survivor,
+                           double *ms_p, uint64_t *bytes_p);
 
 #endif

@@ -79,12 +79,24 @@ static void run_on_timeout(run_job_t *job)
     }
 }
 
+/* Is the next --kill due? A NODE@redundancy one once the survivors have
+ * said redundancy is back in the view of every earlier failure (views are
+ * numbered by the nodes removed). */
+static int run_kill_due(const run_job_t *job, uint64_t now)
+{
+    const run_kill_t *k = &job->opts.kills[job->next_kill];
+
+    if (k->after_redundancy) {
+        return job->events.redundancy_view >= (uint64_t)job->next_kill;
+    }
+    return now >= job->start_ns + run_seconds_to_ns(k->at);
+}
+
 static void run_timers(run_job_t *job, uint64_t now)
 {
     int node, i;
 
-    while (job->next_kill < job->opts.kill_count &&
-           now >= job->start_ns + run_seconds_to_ns(job->opts.kills[job->next_kill].at)) {
+    while (job->next_kill < job->opts.kill_count && run_kill_due(job, now)) {
         run_inject(job, &job->opts.kills[job->next_kill++]);
     }
     if (job->opts.timeout > 0 && !job->timeout_fired &&
@@ -112,7 +124,8 @@ static uint64_t run_next_timer(const run_job_t *job)
     uint64_t next = rdv_server_next_timer(job->rdv), t;
     int node;
 
-    if (job->next_kill < job->opts.kill_count) {
+    if (job->next_kill < job->opts.kill_count &&
+        !job->opts.kills[job->next_kill].after_redundancy) {   /* that one: output */
         t = job->start_ns + run_seconds_to_ns(job->opts.kills[job->next_kill].at);
         next = (t < next) ? t : next;
     }

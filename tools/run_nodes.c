@@ -208,9 +208,9 @@ void run_inject(run_job_t *job, const run_kill_t *kill_at)
     run_node_t *n = &job->nodes[kill_at->node];
 
     if (n->reaped || n->cause != RUN_CAUSE_NONE || (kill_at->cut && n->cut_ns != 0)) {
-        ftsvm_info("%s %d@%g: node %d has already ended or was cut off; nothing injected",
+        ftsvm_info("%s %d@%g%s: node %d has already ended or was cut off; nothing injected",
                    kill_at->cut ? "--cut" : "--kill", kill_at->node, kill_at->at,
-                   kill_at->node);
+                   kill_at->after_redundancy ? " (after redundancy)" : "", kill_at->node);
         return;
     }
     if (kill_at->cut) {
@@ -218,14 +218,15 @@ void run_inject(run_job_t *job, const run_kill_t *kill_at)
             return;   /* logged; the node runs on, and the summary shows no cut */
         }
         n->cut_ns = clock_now_ns();
-        n->cut_at = kill_at->at;
+        n->cut_at = (double)(n->cut_ns - job->start_ns) / RUN_NS_PER_S;
         ftsvm_info("injected a failure: cut node %d off at %.2f s", kill_at->node,
                    (double)(n->cut_ns - job->start_ns) / RUN_NS_PER_S);
         return;
     }
     run_signal_node(job, kill_at->node, SIGKILL);
     n->cause = RUN_CAUSE_INJECTED;
-    n->injected_at = kill_at->at;
+    n->injected_at = kill_at->after_redundancy ?
+                     (double)(clock_now_ns() - job->start_ns) / RUN_NS_PER_S : kill_at->at;
     n->injected_ns = clock_now_ns();
     ftsvm_info("injected a failure: killed node %d at %.2f s", kill_at->node,
                (double)(clock_now_ns() - job->start_ns) / RUN_NS_PER_S);

@@ -164,10 +164,62 @@ static double run_ms_between(uint64_t from_ns, uint64_t to_ns)
                                 -(double)(from_ns - to_ns) / 1e6;
 }
 
-/* One line on stderr, written at once. */
-static void run_summary(const run_job_t *job, const run_outcome_t *o)
+/* ", redundancy restored in T ms" after a failure's figures, when the
+ * survivors said so for the view that removed it */
+static void run_append_redundancy(const run_job_t *job, int failed, const char *survivor,
+                                  char *line, size_t size, size_t *used)
 {
-    size_t size = 512 + (size_t)job->opts.nodes * 64, used = 0;
+    uint64_t view = run_events_view_of(&job->events, failed, survivor), bytes;
+    double ms;
+
+    if (run_events_redundancy(&job->events, view, survivor, &ms, &bytes)) {
+        run_appendf(line, size, used, ", redundancy restored in %.1f ms", ms);
+    }
+}
+
+/* The figures of every failure after the first, in the order they failed. */
+static void run_append_later_failures(const run_job_t *job, const run_outcome_t *o,
+                                      const char *survivor, char *line, size_t size,
+                                      size_t *used)
+{
+    uint64_t after = o->failed_ns, next_ns, ns;
+    int after_node = o->first_failed, node, next;
+    run_figures_t figures;
+    const char *how;
+
+    /* in (time of failure, node) order after the first */
+    for (;;) {
+        next = -1;
+        next_ns = UINT64_MAX;
+        for (node = 0; node < job->opts.nodes; node++) {
+            ns = run_node_failed_ns(job, node, &how);
+            if (ns == 0 || ns < after || (ns == after && node <= after_node)) {
+                continue;
+            }
+            if (ns < next_ns || (ns == next_ns && node < next)) {
+                next = node;
+                next_ns = ns;
+            }
+        }
+        if (next < 0) {
+            return;
+        }
+        after = next_ns;
+        after_node = next;
+        if (run_events_figures(&job->events, next, survivor, &figures)) {
+            run_appendf(line, size, used, " | failure of node %d: detection %.1f ms, "
+                        "failover %.1f ms", next,
+                        run_ms_between(next_ns, figures.first_detected_ns),
+                        run_ms_between(next_ns, figures.last_recovered_ns));
+            run_append_redundancy(job, next, survivor, line, size, used);
+        }
+    }
+}
+
+/* One line on stderr, written at once. */
+static void run_summary(const run_job_t *job, const run_outcome_t *o, const char *survivor)
+{
+    size_t size = 512 + (size_t)job->opts.nodes * 160, used = 0;
     char *line = malloc(size);
     unsigned refused = rdv_server_refused(job->rdv);
     int node;
@@ -212,6 +264,8 @@ static void run_summary(const run_job_t *job, const run_outcome_t *o)
                     "%.1f ms", o->first_failed,
                     run_ms_between(o->failed_ns, o->figures.first_detected_ns),
                     run_ms_between(o->failed_ns, o->figures.last_recovered_ns));
+        run_append_redundancy(job, o->first_failed, survivor, line, size, &used);
+        run_append_later_failures(job, o, survivor, line, size, &used);
     } else if (o->first_failed >= 0 && job->events.count > 0) {
         run_appendf(line, size, &used, " | failure of node %d: no survivor reported it",
                     o->first_failed);
@@ -233,8 +287,26 @@ static void run_summary(const run_job_t *job, const run_outcome_t *o)
     free(line);
 }
 
+/* --report: re-replication after the first failure */
+static void run_report_redundancy(FILE *f, const run_job_t *job, const run_outcome_t *o,
+                                  const char *survivor)
+{
+    uint64_t view = 0, bytes;
+    double ms;
+
+    if (o->first_failed >= 0) {
+        view = run_events_view_of(&job->events, o->first_failed, survivor);
+    }
+    if (run_events_redundancy(&job->events, view, survivor, &ms, &bytes)) {
+        fprintf(f, "redundancy_ms=%.1f\nredundancy_bytes=%llu\n", ms, (unsigned long long)bytes);
+    } else {
+        fputs("redundancy_ms=none\nredundancy_bytes=none\n", f);
+    }
+    fprintf(f, "redundancy_views=%llu\n", (unsigned long long)job->events.redundancy_view);
+}
+
 /* --report: key=value lines for scripts (the keys are listed in --help). */
-static void run_write_report(run_job_t *job, const run_outcome_t *o)
+static void run_write_report(run_job_t *job, const run_outcome_t *o, const char *survivor)
 {
     FILE *f = job->report;
 
@@ -256,6 +328,7 @@ static void run_write_report(run_job_t *job, const run_outcome_t *o)
         fputs("detected_ms=none\nfailover_ms=none\n", f);
     }
     fprintf(f, "reported=%d\n", o->have_figures ? o->figures.reporters : 0);
+    run_report_redundancy(f, job, o, survivor);
     fprintf(f, "survivors=%d\n", o->survivors);
     fprintf(f, "survived=%d\n", o->survived);
     fprintf(f, "fenced=%d\n", o->fenced);
@@ -279,8 +352,8 @@ int run_finish(run_job_t *job)
         return RUN_EXIT_FAILURE;
     }
     run_outcome(job, survivor, &outcome);
-    run_summary(job, &outcome);
-    run_write_report(job, &outcome);
+    run_summary(job, &outcome, survivor);
+    run_write_report(job, &outcome, survivor);
     free(survivor);
     return outcome.exit_status;
 }

@@ -42,6 +42,7 @@ static const char *const point_names[REPLICA_STOP_COUNT] = {
     [REPLICA_FAULT_BOOT_KEYS]       = "boot-keys",
     [REPLICA_FAULT_BOOT_BARRIER]    = "boot-barrier",
     [REPLICA_FAULT_REDUNDANCY]    = "redundancy",
+    [REPLICA_FAULT_COPY]          = "copy",
 };
 
 const char *replica_stop_name(replica_stop_point_t point)
@@ -106,7 +107,7 @@ static int stop_parse(const char *var, int fault, const char *spec, int nodes,
                     "phase2-diffs:<k>, phase2-applied, last-release%s)", var, spec,
                     fault ? ", lock-held, lock-wait, lock-home, backup, barrier, fetch, "
                             "for-chunk, boot-rendezvous, boot-addresses, boot-keys, "
-                            "boot-barrier, redundancy" : "");
+                            "boot-barrier, redundancy, copy" : "");
         return FTSVM_EINVAL;
     }
     if (stop_takes_pages(stop.point) ? colon == NULL : (colon != NULL && !fault)) {

@@ -287,6 +287,7 @@ typedef enum replica_stop_point {
     REPLICA_FAULT_BOOT_KEYS,       /* addresses and keys exchanged, not connected */
     REPLICA_FAULT_BOOT_BARRIER,    /* at the first barrier, not yet arrived */
     REPLICA_FAULT_REDUNDANCY,      /* this node logged that redundancy is back */
+    REPLICA_FAULT_COPY,            /* this node copied a row to its new home, unannounced */
     REPLICA_STOP_COUNT
 } replica_stop_point_t;
 

@@ -395,6 +395,7 @@ static void *copier_main(void *arg)
         for (i = 0; i < rerep.nfns && status == FTSVM_OK; i++) {
             status = rerep.fns[i].copy(c, &bytes);
         }
+        replica_fault_point(REPLICA_FAULT_COPY);
         /* the whole row is at the new secondary before any node names it */
         if (status == FTSVM_OK) {
             status = rdma_flush(replica.rdma, c->to);

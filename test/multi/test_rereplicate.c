@@ -1,0 +1,185 @@
+/*
+ * Failures one after another (re-replication, lib/replica/rereplicate.c):
+ * after a failure every placement row that lost a home gets a new one, and
+ * a later failure is survived like the first. Real nodes through ftsvm-run,
+ * real SIGKILLs: node 1 at 1 s (start-up takes 0.3 to 0.8 s here), then
+ * `--kill N@redundancy` once a survivor has said that redundancy is back.
+ *
+ * - two failures on 5 nodes, in an ftsvm_for loop, with FTSVM_CHECK_HOMES
+ *   (both homes of every page and lock compared at the barrier after the
+ *   loop and at finalize): every item exactly once, homes alike;
+ * - the same with token_node: guarantees 2 and 3 at the homes themselves
+ *   for the threads of both failed nodes, both homes of every token page
+ *   alike;
+ * - three failures on 6 nodes, each after redundancy is back: the job
+ *   finishes on 3 and verifies;
+ * - the second failure during the copy, of a node holding the only copy of
+ *   rows: a clear error naming a row, no hang, every survivor non-zero.
+ */
+#include "run_util.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVENT "[ftsvm-event redundancy view="
+
+/* every survivor said "redundancy is back" in `view` */
+static void expect_redundancy(const run_result_t *r, int view, int survivors)
+{
+    char tag[64];
+
+    snprintf(tag, sizeof(tag), EVENT "%d ", view);
+    cr_assert_geq(run_count(r->output, tag), survivors,
+                  "fewer than %d survivors said redundancy is back in view %d:\n%s",
+                  survivors, view, r->output);
+}
+
+/* the summary's figures of the failure of `node` end with its restore time */
+static void expect_summary_redundancy(const run_result_t *r, int node)
+{
+    char text[64];
+    const char *at, *end, *restored;
+
+    snprintf(text, sizeof(text), "failure of node %d: detection ", node);
+    at = strstr(r->output, text);
+    cr_assert(at != NULL, "the summary has no figures for node %d:\n%s", node, r->output);
+    end = strstr(at, " | ");
+    restored = strstr(at, ", redundancy restored in ");
+    cr_assert(restored != NULL && (end == NULL || restored < end),
+              "the summary has no restore time for node %d:\n%s", node, r->output);
+}
+
+Test(rereplicate, two_failures_one_after_another_on_5_nodes_loop_exactly_once,
+     .timeout = 200) {
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", "FTSVM_CHECK_HOMES=y", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "5", "--threads", "2", "--kill", "1@1.0",
+                           "--kill", "3@redundancy", "--timeout", "150",
+                           NODE_DIR "/for_node", "items", "2000", "5,7", "40000", NULL };
+    run_result_t r = run_cmd(argv, env, 180);
+
+    run_expect_survived(r, "5", "--kill 1@1.0 --kill 3@redundancy");
+    cr_assert(strstr(r.output, "node 1: signal 9, injected at 1.00 s") != NULL &&
+              strstr(r.output, "node 3: signal 9, injected at ") != NULL,
+              "nodes 1 and 3 were not both killed:\n%s", r.output);
+    expect_redundancy(&r, 1, 3);
+    expect_redundancy(&r, 2, 3);
+    expect_summary_redundancy(&r, 1);
+    expect_summary_redundancy(&r, 3);
+    cr_assert(strstr(r.output, "differ between their two homes") == NULL &&
+              strstr(r.output, "home check") == NULL,
+              "the homes differ after the copy:\n%s", r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1,
+                 "no survivor verified:\n%s", r.output);
+}
+
+/* token_node's checks (test_tokens.c) for every thread of the failed nodes:
+ * a release that returned is at the homes, nothing written after the last
+ * release called is anywhere (a sibling's release may publish one more) */
+Test(rereplicate, two_failures_one_after_another_on_5_nodes_guarantees_2_and_3, .disabled = 1,
+     .timeout = 200) {
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", "FTSVM_CHECK_HOMES=y", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "5", "--threads", "2", "--kill", "1@1.0",
+                           "--kill", "3@redundancy", "--timeout", "150",
+                           NODE_DIR "/token_node", "6000", "12", NULL };
+    run_result_t r = run_cmd(argv, env, 180);
+    long hi[10], lo[10], released[10] = { 0 }, calling[10] = { 0 }, k, k2;
+    int t, failed, seen = 0;
+    const char *at;
+
+    run_expect_survived(r, "5", "--kill 1@1.0 --kill 3@redundancy");
+    expect_redundancy(&r, 1, 3);
+    expect_redundancy(&r, 2, 3);
+    for (t = 0; t < 10; t++) {
+        hi[t] = lo[t] = -1;
+    }
+    /* one pass; sscanf on a copy of the line (on the whole output it would
+     * measure the rest of it at every call) */
+    for (at = r.output; (at = strstr(at, "tok ")) != NULL; at += 4) {
+        char line[80], what[16];
+        const char *end = strchr(at, '\n');
+        size_t len = (end != NULL) ? (size_t)(end - at) : strlen(at);
+        int thread, n;
+
+        snprintf(line, sizeof(line), "%.*s", (int)(len < 79 ? len : 79), at);
+        n = sscanf(line, "tok %15s %d %ld %ld", what, &thread, &k, &k2);
+        if (n < 3 || thread < 0 || thread >= 10) {
+            continue;
+        }
+        if (!strcmp(what, "released") && k > released[thread]) {
+            released[thread] = k;
+        } else if (!strcmp(what, "calling") && k > calling[thread]) {
+            calling[thread] = k;
+        } else if (!strcmp(what, "seen") && n == 4) {
+            hi[thread] = k;
+            lo[thread] = k2;
+        }
+    }
+    for (t = 0; t < 10; t++) {
+        cr_assert(hi[t] >= 0, "no survivor reported thread %d:\n%s", t, r.output);
+        failed = (t / 2 == 1 || t / 2 == 3);
+        cr_assert_leq(released[t], lo[t], "thread %d: release %ld returned, a home holds "
+                      "%ld:\n%s", t, released[t], lo[t], r.output);
+        cr_assert_leq(hi[t], calling[t] + 1, "thread %d: interval %ld at the homes, its last "
+                      "release called was %ld:\n%s", t, hi[t], calling[t], r.output);
+        if (!failed) {
+            cr_assert_eq(lo[t], 2000, "live thread %d: %ld at the homes:\n%s", t, lo[t],
+                         r.output);
+        } else {
+            seen += (released[t] < 2000);
+        }
+    }
+    cr_assert_eq(seen, 4, "not every thread of nodes 1 and 3 was cut short:\n%s", r.output);
+}
+
+Test(rereplicate, three_failures_on_6_nodes_each_after_redundancy_finish_on_3,
+     .timeout = 300) {
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", "FTSVM_CHECK_HOMES=y", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "6", "--threads", "2", "--kill", "1@1.0",
+                           "--kill", "3@redundancy", "--kill", "5@redundancy", "--timeout",
+                           "250", NODE_DIR "/for_node", "items", "3000", "5,7", "40000",
+                           NULL };
+    run_result_t r = run_cmd(argv, env, 280);
+
+    run_expect_survived(r, "6", "--kill 1@1.0 --kill 3@redundancy --kill 5@redundancy");
+    cr_assert(strstr(r.output, "node 5: signal 9, injected at ") != NULL,
+              "node 5 was not killed:\n%s", r.output);
+    expect_redundancy(&r, 1, 3);
+    expect_redundancy(&r, 2, 3);
+    expect_redundancy(&r, 3, 3);
+    expect_summary_redundancy(&r, 5);
+    cr_assert(strstr(r.output, "home check") == NULL, "the homes differ:\n%s", r.output);
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1,
+                 "no survivor verified:\n%s", r.output);
+}
+
+/* node 2 dies as it copies its first row to a new home (FTSVM_FAULT=copy):
+ * the rows whose homes were nodes 1 and 2 have no copy left */
+Test(rereplicate, second_failure_during_the_copy_of_the_only_copy_is_a_clear_error,
+     .timeout = 200) {
+    char *const env[] = { "FTSVM_SHARED_SIZE=16M", "FTSVM_FAULT=copy@2", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "5", "--threads", "2", "--kill", "1@1.0",
+                           "--timeout", "150", NODE_DIR "/for_node", "items", "2000", "5,7",
+                           "40000", NULL };
+    run_result_t r = run_cmd(argv, env, 180);
+    int node;
+
+    cr_log_info("%s", r.output);
+    cr_assert(!r.timed_out, "timed out:\n%s", r.output);
+    cr_assert(strstr(r.output, "node 2: signal 9, injected by FTSVM_FAULT") != NULL,
+              "node 2 did not die in its copy:\n%s", r.output);
+    cr_assert(strstr(r.output, "both of its homes failed") != NULL ||
+              strstr(r.output, "every home of the page failed") != NULL,
+              "no clear error:\n%s", r.output);
+    cr_assert(strstr(r.output, "(placement row ") != NULL ||
+              strstr(r.output, "every home of the page failed") != NULL,
+              "the error names no row:\n%s", r.output);
+    for (node = 0; node < 5; node++) {
+        char text[32];
+
+        snprintf(text, sizeof(text), "node %d: exit 0", node);
+        cr_assert(strstr(r.output, text) == NULL, "node %d exited 0:\n%s", node, r.output);
+    }
+    cr_assert(r.exited && r.code != 0, "the job exited 0:\n%s", r.output);
+}
