@@ -157,12 +157,22 @@ static uint64_t *fetch_buffers(void)
 }
 
 /* The home failed: once the view without it is adopted, the placement names
- * the surviving home. *view_p: the view the fetch waits past, then the new. */
+ * the surviving home. *view_p: the view the fetch waits past, then the new.
+ * A page whose homes are both gone has none in any later view (a removed
+ * node never comes back, and a new secondary is only ever a copy of a live
+ * home): that is an error at once, not after a wait for a view that would
+ * change nothing (inside recovery, nothing else would end that wait). */
 static int fetch_wait_new_home(size_t page, uint64_t *view_p)
 {
+    if (hlrc_home(page, REPLICA_PRIMARY) < 0) {
+        ftsvm_error("fetch of page 0x%zx (placement row %zu): every home of the page failed",
+                    page, (page / hlrc.home_block) % replica_placement.period);
+        return FTSVM_EPEER;
+    }
     if (failure_wait_adopted(*view_p, HLRC_FETCH_TIMEOUT_NS) != FTSVM_OK ||
         hlrc_home(page, REPLICA_PRIMARY) < 0) {
-        ftsvm_error("fetch of page 0x%zx: %s", page,
+        ftsvm_error("fetch of page 0x%zx (placement row %zu): %s", page,
+                    (page / hlrc.home_block) % replica_placement.period,
                     hlrc_home(page, REPLICA_PRIMARY) < 0 ?
                     "every home of the page failed" : "its home failed and no new "
                     "view came");

@@ -475,6 +475,16 @@ int locks_acquire(unsigned lock)
             pthread_cond_wait(&locks.thaw, &locks.mutex);
             continue;
         }
+        if (!st->token && !st->requested && locks_home(lock, REPLICA_PRIMARY) < 0) {
+            /* no view brings a home back: the request would wait for good */
+            st->waiters--;
+            pthread_mutex_unlock(&locks.mutex);
+            free(vt);
+            ftsvm_error("lock %u (placement row %zu) has no home left (%s)", lock,
+                        (size_t)lock % replica_placement.period, locks.replicated ?
+                        "both of its homes failed" : "FTSVM_REPLICAS=1 keeps one copy");
+            return FTSVM_EPEER;
+        }
         if (!st->token && !st->requested) {
             uint64_t epoch = locks.epoch;
 

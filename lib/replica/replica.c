@@ -5,12 +5,55 @@
 #include "ftsvm.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 replica_t replica;
 _Atomic int replica_any_gone;
 uint8_t    *replica_gone;
+
+static int removed_now(const failure_change_t *change, int node)
+{
+    int i;
+
+    for (i = 0; change->removed_now[i] >= 0; i++) {
+        if (change->removed_now[i] == node) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The rows this view change left with no home: a second failure that came
+ * before their new secondary (rereplicate.c). Their pages and locks are
+ * lost; said once here by every survivor, naming the rows, and again by
+ * each release, fetch or lock request that touches one. */
+static void report_lost_rows(const failure_change_t *change)
+{
+    const replica_placement_t *p = &replica_placement;
+    char list[160];
+    size_t r, lost = 0, len = 0;
+
+    for (r = 0; r < p->period && p->replicas == 2; r++) {
+        replica_row_t row = replica_row_read(p, r);
+
+        if (row.home[0] < 0 || row.home[1] < 0 || !replica_gone[row.home[0]] ||
+            !replica_gone[row.home[1]] || (!removed_now(change, row.home[0]) &&
+                                           !removed_now(change, row.home[1]))) {
+            continue;   /* a home left, or lost before this view */
+        }
+        if (lost++ < 8 && len < sizeof(list)) {
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%zu (nodes %d and %d)",
+                                    lost > 1 ? ", " : "", r, row.home[0], row.home[1]);
+        }
+    }
+    if (lost > 0) {
+        ftsvm_error("view %llu: %zu placement rows have no home left, their data is lost "
+                    "(a failure before redundancy was restored): row %s%s",
+                    (unsigned long long)change->view, lost, list, lost > 8 ? ", ..." : "");
+    }
+}
 
 /* Recovery step 0: the placement forgets the removed nodes (a block whose
  * primary left is served by its secondary, in its own slot). */
@@ -24,6 +67,7 @@ static int replica_recover(void *arg, const failure_change_t *change)
         atomic_store(&replica_any_gone, 1);
     }
     replica_rereplicate_abandon();   /* the next view's plan starts it again */
+    report_lost_rows(change);
     return FTSVM_OK;
 }
 
