@@ -77,7 +77,7 @@ static struct {
     uint64_t         view;        /* the plan's view, 0: none in force */
     replica_copy_t  *plan;
     uint8_t         *done;        /* per plan entry */
-    size_t           nplan, ndone, unplaced;
+    size_t           nplan, ndone, unplaced, lost;
     uint64_t         bytes;
     uint64_t         detected_ns, start_ns;
     uint16_t        *next_slot;   /* per node: its next fresh slot of a period */
@@ -160,7 +160,8 @@ static void plan_rows(size_t *load)
         replica_copy_t *c;
 
         if (l0 == l1) {
-            continue;   /* two homes, or none left (its next use says so) */
+            rerep.lost += !l0;   /* none left: replica.c said so at adoption */
+            continue;
         }
         w = l0 ? 0 : 1;
         h = row.home[w];
@@ -193,7 +194,7 @@ int replica_rereplicate_plan(const failure_change_t *change)
     }
     copier_join();   /* an abandoned copy has seen the view change: it reads no plan */
     pthread_mutex_lock(&rerep.lock);
-    rerep.nplan = rerep.ndone = rerep.unplaced = 0;
+    rerep.nplan = rerep.ndone = rerep.unplaced = rerep.lost = 0;
     rerep.bytes = 0;
     rerep.acked = -1;
     memset(rerep.done, 0, p->period);
@@ -271,7 +272,7 @@ static int row_done(uint64_t view, size_t e, uint64_t bytes)
         row_done_locked(e, bytes);
         if (rerep.ndone == rerep.nplan) {
             atomic_store(&replica_any_copying, 0);
-            all = (rerep.unplaced == 0);
+            all = (rerep.unplaced == 0 && rerep.lost == 0);
             if (all) {
                 report_redundancy();
             }
