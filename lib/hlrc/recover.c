@@ -258,6 +258,28 @@ static int acquire_durable(const failure_change_t *change)
     return status;
 }
 
+/* The first exchange: every survivor has drained, and each sends its
+ * placement rows, so that all repair and plan on the same rows (a view
+ * change while a row's new secondary was announced leaves them apart:
+ * lib/replica/rows_agree.c). */
+static int agree_on_rows(const failure_change_t *change)
+{
+    void *vote, **all = NULL;
+    size_t len, *lens;
+    int status;
+
+    status = replica_rows_vote(&vote, &len);
+    if (status == FTSVM_OK) {
+        status = failure_gather(change, 1, vote, len, &all, &lens);
+    }
+    if (status == FTSVM_OK) {
+        status = replica_rows_settle(change, all, lens);
+    }
+    free(all);
+    free(vote);
+    return status;
+}
+
 static int recover_pages(void *arg, const failure_change_t *change)
 {
     uint64_t last, next, *smeta = NULL;
@@ -283,9 +305,7 @@ static int recover_pages(void *arg, const failure_change_t *change)
             goto out;
         }
     }
-    status = failure_gather(change, 1, NULL, 0, &all, &lens);   /* everyone drained */
-    free(all);
-    all = NULL;   /* a failed gather below leaves it as it is */
+    status = agree_on_rows(change);   /* everyone drained */
     if (status != FTSVM_OK || !hlrc.replicated) {
         goto out;
     }

@@ -196,6 +196,14 @@ int replica_on_copy(replica_copy_fn_t copy, replica_rows_fn_t changed);
  * or lock request on a planned row waits. */
 int replica_rereplicate_plan(const failure_change_t *change);
 
+/* Agreement on the rows after a view change (rows_agree.c), in the first
+ * exchange of hlrc's recovery, where every survivor has drained: this
+ * node's rows and slots (NULL, 0 when there is nothing to agree on), and
+ * the verdict over every member's, the same on every survivor, applied
+ * before anything reads a row for the repair or the next plan. */
+int replica_rows_vote(void **vote_p, size_t *len_p);
+int replica_rows_settle(const failure_change_t *change, void **all, const size_t *lens);
+
 extern _Atomic int replica_any_copying;
 extern _Atomic uint8_t *replica_copying_rows;
 

@@ -25,5 +25,8 @@ extern replica_t replica;
 int  replica_rereplicate_init(void);
 void replica_rereplicate_abandon(void);
 void replica_rereplicate_fini(void);
+/* per node: its next fresh headroom slot of a period (plans hand them out in
+ * order, rows_agree.c makes every survivor's the same) */
+extern uint16_t *replica_next_slot;
 
 #endif

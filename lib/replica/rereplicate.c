@@ -69,6 +69,7 @@ typedef struct row_done_msg {
 } row_done_msg_t;
 
 _Atomic int      replica_any_copying;
+uint16_t        *replica_next_slot;
 _Atomic uint8_t *replica_copying_rows;
 
 static struct {
@@ -80,7 +81,6 @@ static struct {
     size_t           nplan, ndone, unplaced, lost;
     uint64_t         bytes;
     uint64_t         detected_ns, start_ns;
-    uint16_t        *next_slot;   /* per node: its next fresh slot of a period */
     int              acked;       /* the plan entry the new secondary acked, -1 none */
     pthread_t        thread;
     int              thread_started;
@@ -130,7 +130,7 @@ static int choose_secondary(int h, const size_t *load)
 
     for (k = 1; k < p->nodes; k++) {
         node = (h + k) % p->nodes;
-        if (!live(node) || rerep.next_slot[node] >= p->period_stride) {
+        if (!live(node) || replica_next_slot[node] >= p->period_stride) {
             continue;
         }
         if (best < 0 || load[node] < load[best]) {
@@ -175,7 +175,7 @@ static void plan_rows(size_t *load)
         c->from      = (int16_t)h;
         c->to        = (int16_t)s;
         c->from_slot = row.slot[w];
-        c->to_slot   = rerep.next_slot[s]++;
+        c->to_slot   = replica_next_slot[s]++;
         load[s]++;
     }
 }
@@ -486,15 +486,15 @@ int replica_rereplicate_init(void)
     pthread_cond_init(&rerep.cond, NULL);
     rerep.plan = calloc(p->period, sizeof(*rerep.plan));
     rerep.done = calloc(p->period, 1);
-    rerep.next_slot = calloc((size_t)p->nodes, sizeof(uint16_t));
+    replica_next_slot = calloc((size_t)p->nodes, sizeof(uint16_t));
     replica_copying_rows = calloc(p->period, 1);
-    if (rerep.plan == NULL || rerep.done == NULL || rerep.next_slot == NULL ||
+    if (rerep.plan == NULL || rerep.done == NULL || replica_next_slot == NULL ||
         replica_copying_rows == NULL) {
         ftsvm_error("cannot allocate the re-replication tables");
         return FTSVM_ENOMEM;
     }
     for (node = 0; node < p->nodes; node++) {
-        rerep.next_slot[node] = (uint16_t)p->period_slots;
+        replica_next_slot[node] = (uint16_t)p->period_slots;
     }
     status = rdma_am_register(replica.rdma, REPLICA_AM_ROW_DONE, sizeof(row_done_msg_t),
                               sizeof(row_done_msg_t), on_row_done, NULL);
@@ -522,7 +522,7 @@ void replica_rereplicate_fini(void)
     replica_stop_copies();
     free(rerep.plan);
     free(rerep.done);
-    free(rerep.next_slot);
+    free(replica_next_slot);
     free((void *)replica_copying_rows);
     replica_copying_rows = NULL;
     atomic_store(&replica_any_copying, 0);
@@ -530,6 +530,6 @@ void replica_rereplicate_fini(void)
     rerep.nfns = 0;
     rerep.plan = NULL;
     rerep.done = NULL;
-    rerep.next_slot = NULL;
+    replica_next_slot = NULL;
     rerep.nplan = rerep.ndone = 0;
 }
