@@ -17,8 +17,16 @@
  * (the modules' copy functions: hlrc the pages with their applied/pending
  * words, locks the queue records and saved vts), flushes, and then the row
  * gets s as its secondary: first at s itself (s acks), then everywhere else.
- * Every survivor logs one event when every row of the plan has its second
- * home again.
+ *
+ * Redundancy is back, and every survivor logs one event, only when every
+ * member names every new secondary: a node that has all the rows of the
+ * plan done tells every member so (REPLICA_AM_ALL_DONE), and a node logs the
+ * event when it has that word for the plan's view from every member,
+ * itself included. Logging it sooner (when this node's rows are done) would
+ * be wrong: a member still without a row's "row done" may write that row's
+ * single home after the next adoption, so recovery's agreement
+ * (rows_agree.c) must drop the new secondary, and a failure of the old home
+ * right after the event would lose the row.
  *
  * Releases during the copy: a release, or a lock request, that touches a
  * row being copied waits until that row has its new secondary (here, on
@@ -59,7 +67,7 @@
 #include <unistd.h>
 
 /* active-message types of the module (hlrc 1..15, locks 16..31, failure 40..47) */
-enum { REPLICA_AM_ROW_DONE = 48, REPLICA_AM_ROW_ACK = 49 };
+enum { REPLICA_AM_ROW_DONE = 48, REPLICA_AM_ROW_ACK = 49, REPLICA_AM_ALL_DONE = 50 };
 
 typedef struct row_done_msg {
     uint64_t view;
@@ -82,6 +90,8 @@ static struct {
     uint64_t         bytes;
     uint64_t         detected_ns, start_ns;
     int              acked;       /* the plan entry the new secondary acked, -1 none */
+    uint64_t        *all_done;    /* per node: the highest view it has every row of */
+    int              reported;    /* the event of rerep.view is logged */
     pthread_t        thread;
     int              thread_started;
     struct { replica_copy_fn_t copy; replica_rows_fn_t changed; } fns[REPLICA_MAX_COPIERS];
@@ -197,6 +207,7 @@ int replica_rereplicate_plan(const failure_change_t *change)
     rerep.nplan = rerep.ndone = rerep.unplaced = rerep.lost = 0;
     rerep.bytes = 0;
     rerep.acked = -1;
+    rerep.reported = 0;
     memset(rerep.done, 0, p->period);
     plan_rows(load);
     for (i = 0; i < rerep.nplan; i++) {
@@ -260,10 +271,53 @@ static void row_done_locked(size_t e, uint64_t bytes)
 /* Entry e of the plan of `view` is done here; 1 when that made redundancy
  * whole again (the caller then passes the fault point of the tests, after
  * it has said what it must). A plan abandoned meanwhile changes nothing. */
+static void redundancy_fault_point(int all)
+{
+    if (all && replica_fault_armed(REPLICA_FAULT_REDUNDANCY)) {
+        replica_fault_point(REPLICA_FAULT_REDUNDANCY);
+    }
+}
+
+/* under rerep.lock: 1 when the event of the plan in force is due here now
+ * (every member has every row of it; the plan restores every row). */
+static int redundancy_due_locked(void)
+{
+    int node;
+
+    if (rerep.view == 0 || rerep.reported || rerep.ndone != rerep.nplan ||
+        rerep.nplan == 0 || rerep.unplaced != 0 || rerep.lost != 0) {
+        return 0;
+    }
+    for (node = 0; node < replica.nodes; node++) {
+        if (failure_member(node) && rerep.all_done[node] < rerep.view) {
+            return 0;
+        }
+    }
+    rerep.reported = 1;
+    report_redundancy();
+    return 1;
+}
+
+/* This node has every row of the plan of `view`: every member hears it. */
+static void tell_all_done(uint64_t view)
+{
+    int node;
+
+    for (node = 0; node < replica.nodes; node++) {
+        if (node != replica.node && failure_member(node)) {
+            (void)rdma_am_send(replica.rdma, node, REPLICA_AM_ALL_DONE, &view, sizeof(view));
+        }
+    }
+}
+
+/* Entry e of the plan of `view` is done here. A plan abandoned meanwhile
+ * changes nothing. When it was the last row here, every member hears it,
+ * and the event may be due (the caller then passes the fault point of the
+ * tests, after it has said what it must: it returns 1). */
 static int row_done(uint64_t view, size_t e, uint64_t bytes)
 {
     replica_copy_t copy;
-    int all = 0, now = 0;
+    int last = 0, now = 0, due = 0;
 
     pthread_mutex_lock(&rerep.lock);
     if (rerep.view == view && e < rerep.nplan && !rerep.done[e]) {
@@ -272,9 +326,9 @@ static int row_done(uint64_t view, size_t e, uint64_t bytes)
         row_done_locked(e, bytes);
         if (rerep.ndone == rerep.nplan) {
             atomic_store(&replica_any_copying, 0);
-            all = (rerep.unplaced == 0 && rerep.lost == 0);
-            if (all) {
-                report_redundancy();
+            last = 1;
+            if (rerep.all_done[replica.node] < view) {
+                rerep.all_done[replica.node] = view;
             }
         }
     }
@@ -282,14 +336,32 @@ static int row_done(uint64_t view, size_t e, uint64_t bytes)
     if (now) {
         rows_changed(&copy);
     }
-    return all;
+    if (last) {
+        tell_all_done(view);
+        pthread_mutex_lock(&rerep.lock);
+        due = redundancy_due_locked();
+        pthread_mutex_unlock(&rerep.lock);
+    }
+    return due;
 }
 
-static void redundancy_fault_point(int all)
+/* protocol thread: node src has every row of the plan of a view. It may
+ * come before this node has made that plan; the view is kept. */
+static void on_all_done(void *arg, int src, const void *payload, size_t len)
 {
-    if (all && replica_fault_armed(REPLICA_FAULT_REDUNDANCY)) {
-        replica_fault_point(REPLICA_FAULT_REDUNDANCY);
+    uint64_t view;
+    int due;
+
+    (void)arg;
+    (void)len;
+    memcpy(&view, payload, sizeof(view));
+    pthread_mutex_lock(&rerep.lock);
+    if (src >= 0 && src < replica.nodes && rerep.all_done[src] < view) {
+        rerep.all_done[src] = view;
     }
+    due = redundancy_due_locked();
+    pthread_mutex_unlock(&rerep.lock);
+    redundancy_fault_point(due);
 }
 
 /* protocol thread: "row of entry e is copied" from its copier */
@@ -488,8 +560,9 @@ int replica_rereplicate_init(void)
     rerep.done = calloc(p->period, 1);
     replica_next_slot = calloc((size_t)p->nodes, sizeof(uint16_t));
     replica_copying_rows = calloc(p->period, 1);
+    rerep.all_done = calloc((size_t)p->nodes, sizeof(uint64_t));
     if (rerep.plan == NULL || rerep.done == NULL || replica_next_slot == NULL ||
-        replica_copying_rows == NULL) {
+        replica_copying_rows == NULL || rerep.all_done == NULL) {
         ftsvm_error("cannot allocate the re-replication tables");
         return FTSVM_ENOMEM;
     }
@@ -501,6 +574,10 @@ int replica_rereplicate_init(void)
     if (status == FTSVM_OK) {
         status = rdma_am_register(replica.rdma, REPLICA_AM_ROW_ACK, sizeof(row_done_msg_t),
                                   sizeof(row_done_msg_t), on_row_ack, NULL);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_am_register(replica.rdma, REPLICA_AM_ALL_DONE, sizeof(uint64_t),
+                                  sizeof(uint64_t), on_all_done, NULL);
     }
     if (status == FTSVM_OK) {
         status = failure_on_recovery(30, copy_start, NULL);
@@ -522,6 +599,8 @@ void replica_rereplicate_fini(void)
     replica_stop_copies();
     free(rerep.plan);
     free(rerep.done);
+    free(rerep.all_done);
+    rerep.all_done = NULL;
     free(replica_next_slot);
     free((void *)replica_copying_rows);
     replica_copying_rows = NULL;
