@@ -92,6 +92,8 @@ static struct {
     int              acked;       /* the plan entry the new secondary acked, -1 none */
     uint64_t        *all_done;    /* per node: the highest view it has every row of */
     int              reported;    /* the event of rerep.view is logged */
+    int              stopped;     /* finalize: handlers do nothing any more */
+    int              busy;        /* handlers of the module running now */
     pthread_t        thread;
     int              thread_started;
     struct { replica_copy_fn_t copy; replica_rows_fn_t changed; } fns[REPLICA_MAX_COPIERS];
@@ -298,6 +300,29 @@ static int redundancy_due_locked(void)
     return 1;
 }
 
+/* A handler runs only while the module stands: finalize takes the module
+ * down (replica_stop_copies) while the progress thread still delivers what
+ * was in flight, such as a copier's last "row done". */
+static int handler_enter(void)
+{
+    int ok;
+
+    pthread_mutex_lock(&rerep.lock);
+    ok = !rerep.stopped;
+    rerep.busy += ok;
+    pthread_mutex_unlock(&rerep.lock);
+    return ok;
+}
+
+static void handler_leave(void)
+{
+    pthread_mutex_lock(&rerep.lock);
+    if (--rerep.busy == 0) {
+        pthread_cond_broadcast(&rerep.cond);
+    }
+    pthread_mutex_unlock(&rerep.lock);
+}
+
 /* This node has every row of the plan of `view`: every member hears it. */
 static void tell_all_done(uint64_t view)
 {
@@ -355,6 +380,9 @@ static void on_all_done(void *arg, int src, const void *payload, size_t len)
     (void)arg;
     (void)len;
     memcpy(&view, payload, sizeof(view));
+    if (!handler_enter()) {
+        return;
+    }
     pthread_mutex_lock(&rerep.lock);
     if (src >= 0 && src < replica.nodes && rerep.all_done[src] < view) {
         rerep.all_done[src] = view;
@@ -362,6 +390,7 @@ static void on_all_done(void *arg, int src, const void *payload, size_t len)
     due = redundancy_due_locked();
     pthread_mutex_unlock(&rerep.lock);
     redundancy_fault_point(due);
+    handler_leave();
 }
 
 /* protocol thread: "row of entry e is copied" from its copier */
@@ -373,6 +402,9 @@ static void on_row_done(void *arg, int src, const void *payload, size_t len)
     (void)arg;
     (void)len;
     memcpy(&msg, payload, sizeof(msg));
+    if (!handler_enter()) {
+        return;
+    }
     pthread_mutex_lock(&rerep.lock);
     valid = (msg.view == rerep.view && msg.entry < rerep.nplan &&
              rerep.plan[msg.entry].from == src);
@@ -381,6 +413,7 @@ static void on_row_done(void *arg, int src, const void *payload, size_t len)
     if (!valid) {
         ftsvm_debug("dropped a row-done of view %llu from node %d", (unsigned long long)msg.view,
                     src);
+        handler_leave();
         return;
     }
     all = row_done(msg.view, msg.entry, msg.bytes);
@@ -388,6 +421,7 @@ static void on_row_done(void *arg, int src, const void *payload, size_t len)
         (void)rdma_am_send(replica.rdma, src, REPLICA_AM_ROW_ACK, &msg, sizeof(msg));
     }
     redundancy_fault_point(all);
+    handler_leave();
 }
 
 static void on_row_ack(void *arg, int src, const void *payload, size_t len)
@@ -555,6 +589,8 @@ int replica_rereplicate_init(void)
     int node, status;
 
     pthread_mutex_init(&rerep.lock, NULL);
+    rerep.stopped = 0;
+    rerep.busy = 0;
     pthread_cond_init(&rerep.cond, NULL);
     rerep.plan = calloc(p->period, sizeof(*rerep.plan));
     rerep.done = calloc(p->period, 1);
@@ -589,7 +625,11 @@ void replica_stop_copies(void)
 {
     pthread_mutex_lock(&rerep.lock);
     rerep.view = 0;
+    rerep.stopped = 1;
     pthread_cond_broadcast(&rerep.cond);
+    while (rerep.busy > 0) {
+        pthread_cond_wait(&rerep.cond, &rerep.lock);
+    }
     pthread_mutex_unlock(&rerep.lock);
     copier_join();
 }
