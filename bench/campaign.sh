@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # A failure campaign: R runs of the application benchmarks, each with one node
-# failing at a random moment, and how the jobs fared.
+# (or K nodes, one after another) failing at a random moment, and how the
+# jobs fared.
 #
 #   bench/campaign.sh BUILD_DIR [--runs R] [--nodes N] [--apps "jacobi matmul ..."]
-#                     [--inject kill|fault|both] [--seed S] [--log FILE]
-#                     [--args "APP ARGS..."]...
+#                     [--inject kill|fault|both] [--failures K] [--seed S]
+#                     [--log FILE] [--args "APP ARGS..."]...
 #
 #   --runs R      runs with a failure (default 20), spread over the apps in turn
-#   --nodes N     nodes per job (default 4)
+#   --nodes N     nodes per job (default 4; with --failures K, K + 3)
+#   --failures K  nodes that fail in each run, one after another (default 1).
+#                 The first fails as below; each later one is a SIGKILL of
+#                 another node drawn at random, at a random time at least the
+#                 measured restore time after the one before: a run of each
+#                 app with one kill first measures how long the failover and
+#                 the copy back to two homes take (ftsvm-run's "redundancy
+#                 restored"), and the gap is drawn in [2 x that + 0.1 s,
+#                 4 x that + 0.3 s]; after an FTSVM_FAULT, whose time is not
+#                 known, the next kill comes once redundancy is back
+#                 (`--kill NODE@redundancy`). The apps run longer to leave
+#                 room (see --args). Restore times are reported per failure.
 #   --apps LIST   which of bench/'s apps (default: jacobi matmul lu mgs sort taskq)
 #   --inject      how a node fails: kill = SIGKILL from `ftsvm-run --kill NODE@SEC`
 #                 at a random time within the app's run, fault = SIGKILL at a
@@ -42,7 +54,7 @@ usage() {
 build=${1:-}
 if [ -z "$build" ] || [ "${build#-}" != "$build" ]; then usage; fi
 shift
-runs=20 nodes=4 inject=both log=
+runs=20 nodes= inject=both log= failures=1
 declare -A app_args
 apps=(jacobi matmul lu mgs sort taskq)
 while [ $# -gt 0 ]; do
@@ -51,16 +63,22 @@ while [ $# -gt 0 ]; do
     --nodes)  nodes=${2:?--nodes needs a number}; shift 2 ;;
     --apps)   read -r -a apps <<<"${2:?--apps needs a list}"; shift 2 ;;
     --inject) inject=${2:?--inject needs kill, fault or both}; shift 2 ;;
+    --failures) failures=${2:?--failures needs a number}; shift 2 ;;
     --seed)   RANDOM=${2:?--seed needs a number}; shift 2 ;;
     --log)    log=${2:?--log needs a file}; shift 2 ;;
     --args)   read -r -a words <<<"${2:?--args needs an app and its arguments}"
               app_args[${words[0]}]=${words[*]:1}; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "campaign.sh: unknown option '$1'" >&2; usage ;;
   esac
 done
 case $runs in ''|*[!0-9]*) echo "campaign.sh: --runs '$runs' is not a number" >&2; exit 2 ;; esac
+case $failures in ''|*[!0-9]*|0) echo "campaign.sh: --failures '$failures': need 1 or more" >&2; exit 2 ;; esac
+nodes=${nodes:-$((failures > 1 ? failures + 3 : 4))}
 case $nodes in ''|*[!0-9]*|0|1) echo "campaign.sh: --nodes '$nodes': need 2 or more" >&2; exit 2 ;; esac
+if [ $((nodes - failures)) -lt 2 ]; then
+  echo "campaign.sh: --failures $failures on $nodes nodes leaves fewer than 2" >&2; exit 2
+fi
 case $inject in kill|fault|both) ;; *) echo "campaign.sh: --inject '$inject'" >&2; exit 2 ;; esac
 [ ${#apps[@]} -gt 0 ] || { echo "campaign.sh: --apps is empty" >&2; exit 2; }
 
@@ -117,17 +135,43 @@ for app in "${apps[@]}"; do
   say "$app: $wall s on $nodes nodes without a failure (app time ${app_time:-?} s)"
 done
 
+# ---- with --failures K: how long one failure takes to be repaired ----
+# ms from the kill until redundancy is back: the failover plus the copy
+# (ftsvm-run's summary: "failover F ms, redundancy restored in T ms")
+declare -A restore
+if [ "$failures" -gt 1 ]; then
+  for app in "${apps[@]}"; do
+    at=$(awk -v w="${total[$app]}" 'BEGIN {printf "%.3f", w / 2}')
+    # shellcheck disable=SC2046
+    out=$("$run" -n "$nodes" --timeout "${timeout[$app]}" --report "$work/report" \
+          --kill "$((nodes - 1))@$at" $(app_cmd "$app") 2>&1) || true
+    f=$(value failover_ms "$work/report")
+    t=$(grep -o 'redundancy restored in [0-9.]* ms' <<<"$out" | head -1 | tr -dc '0-9.')
+    if [ -z "$t" ] || [ -z "$f" ] || [ "$f" = none ]; then
+      say "warning: $app: one kill at $at s gave no restore time; taking 500 ms"
+      echo "$out" | tail -20 >>"$log"
+      restore[$app]=500
+    else
+      restore[$app]=$(awk -v f="$f" -v t="$t" 'BEGIN {printf "%.1f", f + t}')
+    fi
+    say "$app: one failure repaired in ${restore[$app]} ms (failover ${f:-?} ms + copy to two homes ${t:-?} ms)"
+  done
+fi
+
 # ---- the runs ----
-survived=0 verified=0 injected=0 in_startup=0
-detections=() failovers=()
+survived=0 verified=0 injected=0 in_startup=0 all_failed=0
+detections=() failovers=() restores=()
 for ((i = 1; i <= runs; i++)); do
   app=${apps[$(((i - 1) % ${#apps[@]}))]}
   node=$((RANDOM % nodes))
+  victims=" $node "
   how=$inject
   [ "$how" = both ] && how=$( ((RANDOM % 2)) && echo kill || echo fault)
   args=() env=()
   if [ "$how" = kill ]; then
-    hi=$(awk -v w="${total[$app]}" 'BEGIN {h = w - 0.01; printf "%.3f", (h > 0.01) ? h : 0.01}')
+    # with later failures to come, the first in the job's first half
+    hi=$(awk -v w="${total[$app]}" -v k="$failures" \
+         'BEGIN {h = ((k > 1) ? w / 2 : w) - 0.01; printf "%.3f", (h > 0.01) ? h : 0.01}')
     at=$(uniform 0 "$hi")
     awk -v at="$at" -v s="${start_end[$app]}" 'BEGIN {exit !(at < s)}' &&
       in_startup=$((in_startup + 1))
@@ -141,6 +185,21 @@ for ((i = 1; i <= runs; i++)); do
     env=("FTSVM_FAULT=$point@$node")
     what="FTSVM_FAULT=$point@$node"
   fi
+  # the later failures: other nodes, each a gap after the one before
+  for ((k = 2; k <= failures; k++)); do
+    while [[ $victims == *" $node "* ]]; do node=$((RANDOM % nodes)); done
+    victims+="$node "
+    if [ "$how" = kill ]; then
+      lo=$(awk -v r="${restore[$app]}" 'BEGIN {printf "%.3f", 2 * r / 1000 + 0.1}')
+      gap=$(uniform "$lo" "$(awk -v r="${restore[$app]}" 'BEGIN {printf "%.3f", 4 * r / 1000 + 0.3}')")
+      at=$(awk -v a="$at" -v g="$gap" 'BEGIN {printf "%.3f", a + g}')
+      args+=(--kill "$node@$at")
+      what+=" $node@$at"
+    else
+      args+=(--kill "$node@redundancy")
+      what+=" $node@redundancy"
+    fi
+  done
   rm -f "$work/report"
   t0=$(now)
   # ftsvm-run's --timeout ends a hung job; timeout(1) is there in case the
@@ -161,9 +220,17 @@ for ((i = 1; i <= runs; i++)); do
   [ "$k" != -1 ] && injected=$((injected + 1))
   [ "$d" != none ] && detections+=("$d")
   [ "$f" != none ] && failovers+=("$f")
+  n_failed=$(value failed_nodes "$r")
+  [ "${n_failed:-0}" -ge "$failures" ] && all_failed=$((all_failed + 1))
+  # every failure's restore time, from the summary line
+  mapfile -t got < <(grep -o 'redundancy restored in [0-9.]* ms' <<<"$out" | tr -dc '0-9.\n')
+  restores+=(${got[@]+"${got[@]}"})
   line=$(printf 'run %d/%d %-7s %-28s failed node %-2s survived %s verified %-4s detection %s ms failover %s ms timed out %s exit %s (%s s)' \
          "$i" "$runs" "$app" "$what" "$k" "$s" "$v" "$d" "$f" "$(value timed_out "$r")" \
          "$(value exit "$r")" "$wall")
+  if [ "$failures" -gt 1 ]; then
+    line+=" failed ${n_failed:-0}, restored in ${got[*]:-none} ms"
+  fi
   say "$line"
   if [ "$s" != 1 ] || [ "$v" != yes ]; then
     { echo "--- end of the output of run $i:"; echo "$out" | tail -20; echo "---"; } >>"$log"
@@ -178,7 +245,7 @@ stats() {
 }
 
 say ""
-say "campaign: $runs runs of ${apps[*]} on $nodes nodes (injected: $inject)"
+say "campaign: $runs runs of ${apps[*]} on $nodes nodes (injected: $inject, $failures failure(s) a run)"
 for app in "${!app_args[@]}"; do say "  $app with arguments ${app_args[$app]}"; done
 say "  a node failed in $injected / $runs runs"
 say "  kills before the timed part (most in start-up): $in_startup"
@@ -186,5 +253,9 @@ say "  survived   $survived / $runs"
 say "  verified   $verified / $runs"
 say "  detection  $(stats ${detections[@]+"${detections[@]}"})"
 say "  failover   $(stats ${failovers[@]+"${failovers[@]}"})"
+if [ "$failures" -gt 1 ]; then
+  say "  runs where all $failures nodes failed (not after the job's end): $all_failed / $runs"
+  say "  restored   $(stats ${restores[@]+"${restores[@]}"}) (every failure: news to two homes)"
+fi
 echo "  log: $log"
 [ "$survived" -eq "$runs" ] && [ "$verified" -eq "$runs" ]

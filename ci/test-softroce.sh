@@ -198,17 +198,23 @@ job() {   # transport label expect-regex reject-regex nodes timeout program args
 #     (0.6 s after launch) lands during start-up under TCG;
 #   - of test_failure: three fault points on 3 and 4 nodes (a release, a
 #     lock holder, a lock's home).
-# SOFTROCE_TESTS=all runs every test of these five binaries.
+#   - over verbs only, of test_rereplicate: two failures one after another
+#     (re-replication's copies are the backend's one-sided writes).
+# SOFTROCE_TESTS=all runs every test of these five binaries;
+# SOFTROCE_VERBS_TESTS (same form) replaces the verbs-only list.
 default_tests="test_transport=transport_env/*
   test_replication
   test_svm=svm/@(writers_*|chain_one_page|mp_lock_separate_pages|holder_hands_on*|remote_acquire*|lock_passed_inside*)
   test_for=ftsvm_for/@(every_item_once_on_two_nodes|chunks_that_do_not_divide_the_loop)
   test_failure=failure/@(killed_after_last_release_on_3_nodes|killed_holding_a_lock_on_3_nodes|killed_as_the_lock_primary_home_on_4_nodes)"
+default_verbs_tests="test_rereplicate=rereplicate/two_failures_one_after_another_on_5_nodes_loop_exactly_once"
 tests=${SOFTROCE_TESTS:-$default_tests}
 [ "$tests" != all ] || tests="test_transport=transport_env/* test_svm test_for test_replication test_failure"
+verbs_tests=${SOFTROCE_VERBS_TESTS-$default_verbs_tests}
 run_tests() {   # transport
-  local tr=$1 spec bin filter
-  for spec in $tests; do
+  local tr=$1 spec bin filter list=$tests
+  [ "$tr" != verbs ] || list="$tests $verbs_tests"
+  for spec in $list; do
     bin=${spec%%=*}; filter='*/*'
     [ "$spec" = "$bin" ] || filter=${spec#*=}
     case $bin in

@@ -79,15 +79,21 @@ static void run_on_timeout(run_job_t *job)
     }
 }
 
-/* Is the next --kill due? A NODE@redundancy one once the survivors have
- * said redundancy is back in the view of every earlier failure (views are
- * numbered by the nodes removed). */
+/* Is the next --kill due? A NODE@redundancy one once there was a failure
+ * and the survivors have said redundancy is back in the view of every
+ * earlier one, the earlier kills and the nodes that killed themselves at an
+ * FTSVM_FAULT point (views are numbered by the nodes removed). */
 static int run_kill_due(const run_job_t *job, uint64_t now)
 {
     const run_kill_t *k = &job->opts.kills[job->next_kill];
+    uint64_t failed = (uint64_t)job->next_kill;
+    int node;
 
     if (k->after_redundancy) {
-        return job->events.redundancy_view >= (uint64_t)job->next_kill;
+        for (node = 0; node < job->opts.nodes; node++) {
+            failed += (job->events.fault_ns[node] != 0);
+        }
+        return job->events.redundancy_view >= (failed > 0 ? failed : 1);
     }
     return now >= job->start_ns + run_seconds_to_ns(k->at);
 }
