@@ -48,6 +48,29 @@ static inline double app_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* APP_STEP_LOG=y: the lowest live node writes "app step K T0 T1" to stderr
+ * for each step of the app's main loop (CLOCK_MONOTONIC seconds, the clock
+ * of ftsvm's events), for bench/redundancy.sh's slowdown during a copy */
+static inline void app_step_log(long k, double t0, double t1)
+{
+    static int on = -1;
+
+    if (on < 0) {
+        const char *v = getenv("APP_STEP_LOG");
+
+        on = (v != NULL && (v[0] == 'y' || v[0] == '1'));
+    }
+    if (on) {
+        int node;
+
+        for (node = 0; node < ftsvm_nodes() && ftsvm_alive(node) != 1; node++) {
+        }
+        if (node == ftsvm_node()) {
+            fprintf(stderr, "app step %ld %.6f %.6f\n", k, t0, t1);
+        }
+    }
+}
+
 static inline void *app_alloc(size_t bytes)
 {
     void *p = ftsvm_alloc(bytes);

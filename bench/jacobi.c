@@ -67,8 +67,11 @@ int main(int argc, char **argv)
     start = app_now();
     app_ok(ftsvm_for(1, 1, init_grids, NULL));
     for (s = 0; s < sweeps; s++) {
+        double t0 = app_now();
+
         /* ftsvm_for returns once every band of the sweep is visible here */
         app_ok(ftsvm_for((size_t)n, app_chunk((size_t)n, 1), sweep_band, &s));
+        app_step_log(s, t0, app_now());
     }
     seconds = app_now() - start;
     { /* every node verifies (app_finish) */

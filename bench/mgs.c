@@ -81,8 +81,11 @@ int main(int argc, char **argv)
     start = app_now();
     app_ok(ftsvm_for((size_t)ncols, app_chunk((size_t)ncols, 1), fill_columns, NULL));
     for (k = 0; k < ncols - 1; k++) {
+        double t0 = app_now();
+
         items = (size_t)(ncols - k - 1);
         app_ok(ftsvm_for(items, app_chunk(items, 1), orthogonalise, &k));
+        app_step_log(k, t0, app_now());
     }
     seconds = app_now() - start;
     { /* every node verifies (app_finish) */

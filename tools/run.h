@@ -43,8 +43,10 @@ typedef struct run_kill {
     double      at;       /* seconds since launch */
     size_t      order;    /* position on the command line, to keep ties stable */
     int         cut;
-    int         after_redundancy;   /* NODE@redundancy: once the survivors said that
-                                     * redundancy is back after every earlier failure */
+    int         after_redundancy;   /* NODE@redundancy[+SEC]: `at` seconds after the
+                                     * survivors said that redundancy is back after
+                                     * every earlier failure */
+    uint64_t    ready_ns;           /* when they had said it; 0: not yet */
 } run_kill_t;
 
 typedef struct run_opts {

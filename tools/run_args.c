@@ -30,10 +30,11 @@ static void run_print_help(void)
            "      --threads T      threads per node, 1..%d (sets FTSVM_THREADS)\n"
            "      --timeout S      SIGKILL every node still running after S seconds\n"
            "      --kill NODE@SEC  SIGKILL node NODE at SEC seconds after launch, as an\n"
-           "                       injected failure; repeatable. NODE@redundancy: once a\n"
-           "                       node failed and a survivor has said that redundancy\n"
-           "                       is back after every earlier failure, --kill or\n"
-           "                       FTSVM_FAULT (after the timed ones, in order)\n"
+           "                       injected failure; repeatable. NODE@redundancy[+SEC]:\n"
+           "                       (SEC seconds) after a node failed and a survivor has\n"
+           "                       said that redundancy is back after every earlier\n"
+           "                       failure, --kill or FTSVM_FAULT (these come after the\n"
+           "                       timed ones, in the order given)\n"
            "      --netns          run each node in a network namespace of its own (needs\n"
            "                       root; see below)\n"
            "      --cut NODE@SEC   with --netns: take node NODE's link down at SEC seconds\n"
@@ -158,6 +159,7 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     run_kill_t *kills;
     long node;
     double when;
+    int after;
     size_t len;
 
     if (at == NULL) {
@@ -179,8 +181,14 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     if (run_parse_long(node_text, 0, RUN_MAX_NODES - 1, &node) != 0) {
         return run_usage_error("%s '%s': '%s' is not a node id", option, text, node_text);
     }
-    if (!strcmp(at + 1, "redundancy")) {
+    after = !strncmp(at + 1, "redundancy", 10) && (at[11] == '\0' || at[11] == '+');
+    if (after && at[11] == '\0') {
         when = 0;
+    } else if (after) {
+        if (run_parse_seconds(at + 12, 1, &when) != 0) {
+            return run_usage_error("%s '%s': '%s' is not a delay in seconds after "
+                                   "'redundancy+' (a number, 0 or more)", option, text, at + 12);
+        }
     } else if (run_parse_seconds(at + 1, 1, &when) != 0) {
         return run_usage_error("%s '%s': '%s' is not a time in seconds (a number, 0 or "
                                "more)", option, text, at + 1);
@@ -195,7 +203,8 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     kills[opts->kill_count].at = when;
     kills[opts->kill_count].order = opts->kill_count;
     kills[opts->kill_count].cut = cut;
-    kills[opts->kill_count].after_redundancy = !strcmp(at + 1, "redundancy");
+    kills[opts->kill_count].after_redundancy = after;
+    kills[opts->kill_count].ready_ns = 0;
     opts->cuts += cut;
     opts->kill_count++;
     return 0;
@@ -208,7 +217,7 @@ static int run_kill_compare(const void *a, const void *b)
     if (ka->after_redundancy != kb->after_redundancy) {
         return ka->after_redundancy ? 1 : -1;   /* after every timed one */
     }
-    if (ka->at != kb->at) {
+    if (!ka->after_redundancy && ka->at != kb->at) {   /* those: in their order */
         return (ka->at < kb->at) ? -1 : 1;
     }
     return (ka->order < kb->order) ? -1 : (ka->order > kb->order);

@@ -83,17 +83,23 @@ static void run_on_timeout(run_job_t *job)
  * and the survivors have said redundancy is back in the view of every
  * earlier one, the earlier kills and the nodes that killed themselves at an
  * FTSVM_FAULT point (views are numbered by the nodes removed). */
-static int run_kill_due(const run_job_t *job, uint64_t now)
+static int run_kill_due(run_job_t *job, uint64_t now)
 {
-    const run_kill_t *k = &job->opts.kills[job->next_kill];
+    run_kill_t *k = &job->opts.kills[job->next_kill];
     uint64_t failed = (uint64_t)job->next_kill;
     int node;
 
     if (k->after_redundancy) {
-        for (node = 0; node < job->opts.nodes; node++) {
-            failed += (job->events.fault_ns[node] != 0);
+        if (k->ready_ns == 0) {
+            for (node = 0; node < job->opts.nodes; node++) {
+                failed += (job->events.fault_ns[node] != 0);
+            }
+            if (job->events.redundancy_view < (failed > 0 ? failed : 1)) {
+                return 0;
+            }
+            k->ready_ns = now;
         }
-        return job->events.redundancy_view >= (failed > 0 ? failed : 1);
+        return now >= k->ready_ns + run_seconds_to_ns(k->at);
     }
     return now >= job->start_ns + run_seconds_to_ns(k->at);
 }
@@ -130,10 +136,14 @@ static uint64_t run_next_timer(const run_job_t *job)
     uint64_t next = rdv_server_next_timer(job->rdv), t;
     int node;
 
-    if (job->next_kill < job->opts.kill_count &&
-        !job->opts.kills[job->next_kill].after_redundancy) {   /* that one: output */
-        t = job->start_ns + run_seconds_to_ns(job->opts.kills[job->next_kill].at);
-        next = (t < next) ? t : next;
+    if (job->next_kill < job->opts.kill_count) {
+        const run_kill_t *k = &job->opts.kills[job->next_kill];
+
+        /* one after redundancy waits for output, then for its delay */
+        if (!k->after_redundancy || k->ready_ns != 0) {
+            t = (k->after_redundancy ? k->ready_ns : job->start_ns) + run_seconds_to_ns(k->at);
+            next = (t < next) ? t : next;
+        }
     }
     if (job->opts.timeout > 0 && !job->timeout_fired) {
         t = job->start_ns + run_seconds_to_ns(job->opts.timeout);

@@ -226,10 +226,11 @@ static void failure_send_view(const uint8_t *target)
 
 void failure_announce(const uint8_t *remove, int cause)
 {
-    uint8_t *send = NULL;
+    uint8_t *send = NULL, *doomed = calloc((size_t)failure.nodes, 1);
     int node, added = 0;
 
     if (atomic_load(&failure.quiescing)) {
+        free(doomed);
         return;
     }
     if (remove[failure.node]) {
@@ -242,6 +243,9 @@ void failure_announce(const uint8_t *remove, int cause)
             failure.cause[node]  = cause;
             failure.target_view++;
             added = 1;
+            if (doomed != NULL) {
+                doomed[node] = 1;
+            }
         }
     }
     if (added) {
@@ -255,6 +259,17 @@ void failure_announce(const uint8_t *remove, int cause)
         pthread_cond_broadcast(&failure.cond);
     }
     pthread_mutex_unlock(&failure.lock);
+    /* A node in the target view is out for good: what is in flight to it
+     * ends now, not at the adoption. The thread that adopts is the one
+     * that runs recovery, and a recovery step blocked in a send to the dead
+     * node (its endpoint not yet failed by the transport: a node killed
+     * during the start-up view's recovery) would never get there. */
+    for (node = 0; doomed != NULL && node < failure.nodes; node++) {
+        if (doomed[node]) {
+            rdma_peer_doom(failure.rdma, node, "removed from the view");
+        }
+    }
+    free(doomed);
     if (send != NULL) {
         failure_send_view(send);
         free(send);

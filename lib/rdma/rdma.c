@@ -82,6 +82,15 @@ void rdma_peer_remove(rdma_ctx_t *ctx, int peer)
     ctx->backend.peer_remove(ctx, peer);
 }
 
+void rdma_peer_doom(rdma_ctx_t *ctx, int peer, const char *why)
+{
+    if (peer < 0 || peer >= ctx->nodes || peer == ctx->node) {
+        return;
+    }
+    rdma_peer_failed(ctx, peer, why);   /* the report, once, as for a transport error */
+    ctx->backend.peer_remove(ctx, peer);
+}
+
 int rdma_describe_peer(rdma_ctx_t *ctx, int peer, char *buf, size_t size)
 {
     if (peer < 0 || peer >= ctx->nodes || size == 0) {

@@ -110,6 +110,10 @@ int rdma_peer_alive(const rdma_ctx_t *ctx, int peer);
  * with FTSVM_EPEER at once, and operations in flight to it (a hung or cut-off
  * node never answers) end with FTSVM_EPEER. No failure callback runs. */
 void rdma_peer_remove(rdma_ctx_t *ctx, int peer);
+/* A peer that will be removed (the caller has decided so, not yet done it):
+ * it is reported failed (`why`) unless it was, and operations to it, in
+ * flight or later, end with FTSVM_EPEER as after rdma_peer_remove. */
+void rdma_peer_doom(rdma_ctx_t *ctx, int peer, const char *why);
 
 /* A get that does not wait, for heartbeats: start it, then poll. `buf` must
  * stay valid until a poll returns non-zero. Over UCX it goes over a

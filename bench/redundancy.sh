@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Re-replication's figures: how fast redundancy comes back after a failure,
+# beside a plain put loop of the same bytes, and what the copy costs the
+# application while it runs.
+#
+#   bench/redundancy.sh BUILD_DIR [--runs R] [--nodes N] [--args "APP ARGS"]...
+#
+#   --runs R      runs per app (default 5); figures are medians over them
+#   --nodes N     nodes per job (default 5)
+#   --args "APP ARGS"  an app (jacobi or mgs, which log their steps) and its
+#                 sizes; repeatable; default: --args "jacobi 1024 80"
+#                 --args "mgs 1024 320"
+#
+# Per run, side by side: (1) the app on N nodes with node 1 SIGKILLed at half
+# its failure-free time; every survivor logs "redundancy restored: R rows,
+# B bytes in C ms" (rereplicate.c; C from the copy's start to the moment
+# every member has every row); the copy's MB/s is B over the largest C;
+# (2) `ftsvm-run -n 2 put_bw B` (bench/put_bw.c): the same bytes in the
+# copy's pattern (a page, its words) with one flush, p50 of 5 loops. The
+# ratio is (1) / (2). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
+# the app's main loop (a jacobi sweep, an mgs column); the steps that
+# overlap the copy (node 0's window: its news of the failure plus the
+# event's "ms after the news", minus C) over the median of the five steps
+# that follow the copy (the same nodes, no copy). A step that the failure's
+# recovery also overlapped is left out (its time is the failover's).
+# MB: 10^6 bytes. Exits non-zero if a run gave no figures.
+set -euo pipefail
+
+build=${1:-}
+if [ -z "$build" ] || [ "${build#-}" != "$build" ]; then
+  sed -n '6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2
+fi
+shift
+runs=5 nodes=5 specs=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs)  runs=${2:?--runs needs a number}; shift 2 ;;
+    --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
+    --args)  specs+=("${2:?--args needs an app and its arguments}"); shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "redundancy.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+case $runs in ''|*[!0-9]*|0) echo "redundancy.sh: --runs '$runs'" >&2; exit 2 ;; esac
+case $nodes in ''|*[!0-9]*|0|1|2) echo "redundancy.sh: --nodes '$nodes': need 3 or more" >&2; exit 2 ;; esac
+[ ${#specs[@]} -gt 0 ] || specs=("jacobi 1024 80" "mgs 1024 320")
+run=$build/tools/ftsvm-run
+for f in "$run" "$build/bench/put_bw"; do
+  [ -x "$f" ] || { echo "redundancy.sh: no $f (build first: ci/build.sh $build)" >&2; exit 2; }
+done
+for spec in "${specs[@]}"; do
+  case ${spec%% *} in
+    jacobi|mgs) [ -x "$build/bench/${spec%% *}" ] || { echo "redundancy.sh: no $build/bench/${spec%% *}" >&2; exit 2; } ;;
+    *) echo "redundancy.sh: --args '$spec': jacobi or mgs (the apps that log their steps)" >&2; exit 2 ;;
+  esac
+done
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.2f", a[int((NR + 1) / 2)]; else printf "-"}'; }
+
+# the figures of one failure run's output: bytes, copy ms (largest), copy
+# MB/s, slowdown (or -)
+figures() {
+  awk '
+    # [0] ... [ftsvm-event view=V removed=R cause=C detected_ns=D recovered_ns=E]
+    /\[ftsvm-event view=/ && $1 == "[0]" {
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^detected_ns=/) { sub(/detected_ns=/, "", $i); det = $i }
+        if ($i ~ /^recovered_ns=/) { sub(/recovered_ns=/, "", $i); sub(/\]/, "", $i); rec = $i }
+      }
+    }
+    /redundancy restored: / {
+      for (i = 1; i <= NF; i++) {
+        if ($i == "bytes" && $(i + 1) == "in") { bytes = $(i - 1); c = $(i + 2) + 0 }
+        if ($i == "after" && $(i + 1) == "the") { after = $(i - 2) + 0 }
+      }
+      if (c > cmax) cmax = c
+      if ($1 == "[0]") { c0 = c; a0 = after }
+    }
+    $1 == "[0]" && $2 == "app" && $3 == "step" { n++; k[n] = $4; t0[n] = $5; t1[n] = $6 }
+    END {
+      if (bytes == "" || cmax <= 0) { print "none"; exit }
+      slow = "-"
+      if (det != "" && a0 > 0 && n > 0) {
+        end = det / 1e9 + a0 / 1e3; start = end - c0 / 1e3; r = rec / 1e9
+        during = 0; m = 0; after_n = 0
+        for (i = 1; i <= n; i++) {
+          if (t1[i] > start && t0[i] < end && t0[i] >= r) { during += t1[i] - t0[i]; m++ }
+          else if (t0[i] >= end && after_n < 5) { after_n++; aft[after_n] = t1[i] - t0[i] }
+        }
+        if (m > 0 && after_n > 0) {
+          # median of the steps after (a small sort)
+          for (i = 1; i <= after_n; i++) for (j = i + 1; j <= after_n; j++)
+            if (aft[j] < aft[i]) { x = aft[i]; aft[i] = aft[j]; aft[j] = x }
+          med = aft[int((after_n + 1) / 2)]
+          if (med > 0) slow = sprintf("%.2f", (during / m) / med)
+        }
+      }
+      printf "%s %.2f %.1f %s\n", bytes, cmax, bytes / (cmax * 1e3), slow
+    }'
+}
+
+status=0
+echo "redundancy: $runs runs per app on $nodes nodes, node 1 killed at half the failure-free time"
+for spec in "${specs[@]}"; do
+  read -r -a words <<<"$spec"
+  app=${words[0]}
+  t0=$(now)
+  "$run" -n "$nodes" --timeout 300 "$build/bench/$app" "${words[@]:1}" >/dev/null 2>&1 ||
+    { echo "redundancy.sh: $spec does not run without a failure" >&2; exit 1; }
+  at=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", (b - a) / 2}')
+  mb=() raw=() ratio=() slow=() sizes=()
+  for ((i = 1; i <= runs; i++)); do
+    out=$(APP_STEP_LOG=y "$run" -n "$nodes" --timeout 300 --kill "1@$at" \
+          "$build/bench/$app" "${words[@]:1}" 2>&1) || true
+    read -r bytes cms mbps sl <<<"$(figures <<<"$out")"
+    if [ "$bytes" = none ] || ! grep -q 'verified yes' <<<"$out"; then
+      echo "  run $i: no redundancy figures or not verified:"; tail -5 <<<"$out" | sed 's/^/    /'
+      status=1; continue
+    fi
+    put=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1 |
+          sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p')
+    [ -n "$put" ] || { echo "  run $i: put_bw gave no figure"; status=1; continue; }
+    r=$(awk -v a="$mbps" -v b="$put" 'BEGIN {printf "%.2f", a / b}')
+    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s; ratio %s; step slowdown %s\n' \
+           "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$r" "$sl"
+    mb+=("$mbps") raw+=("$put") ratio+=("$r") sizes+=("$bytes")
+    [ "$sl" = - ] || slow+=("$sl")
+  done
+  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s; copy/put %sx; step during the copy / after %sx (%d runs)\n' \
+         "$app" "${words[*]:1}" "${#mb[@]}" "$(printf '%s\n' "${sizes[@]:-}" | median)" \
+         "$(printf '%s\n' "${mb[@]:-}" | median)" "$(printf '%s\n' "${raw[@]:-}" | median)" \
+         "$(printf '%s\n' "${ratio[@]:-}" | median)" "$(printf '%s\n' "${slow[@]:-}" | median)" \
+         "${#slow[@]}"
+done
+exit $status
