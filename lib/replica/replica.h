@@ -223,6 +223,12 @@ static inline int replica_copying(size_t block)
  * reads the placement again, and sees the view change as it always does). */
 void replica_copy_wait(size_t block);
 
+/* Tests: wait until the copy planned in the current view is over here (the
+ * redundancy event logged, or nothing to copy, or the plan abandoned);
+ * FTSVM_ETIMEDOUT after `timeout_ns`. Nothing writes this node's home store
+ * for re-replication after it. */
+int replica_copies_wait(uint64_t timeout_ns);
+
 /* ---- start and stop (replica.c) ---- */
 int  replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nblocks);
 void replica_region_sizes(int nodes, size_t sizes[REPLICA_NREGIONS]);

@@ -642,6 +642,32 @@ void replica_copy_wait(size_t block)
     pthread_mutex_unlock(&rerep.lock);
 }
 
+int replica_copies_wait(uint64_t timeout_ns)
+{
+    uint64_t deadline = clock_now_ns() + timeout_ns;
+    int status = FTSVM_OK;
+
+    pthread_mutex_lock(&rerep.lock);
+    while (rerep.view != 0 && rerep.nplan > 0 && !rerep.reported && rerep.unplaced == 0 &&
+           rerep.lost == 0 && rerep.view == failure_view()) {
+        struct timespec ts;
+
+        if (clock_now_ns() >= deadline) {
+            status = FTSVM_ETIMEDOUT;
+            break;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10000000L;   /* a view change does not signal us: look again */
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&rerep.cond, &rerep.lock, &ts);
+    }
+    pthread_mutex_unlock(&rerep.lock);
+    return status;
+}
+
 int replica_rereplicate_init(void)
 {
     const replica_placement_t *p = &replica_placement;
