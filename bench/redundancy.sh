@@ -16,8 +16,10 @@
 # B bytes in C ms" (rereplicate.c; C from the copy's start to the moment
 # every member has every row); the copy's MB/s is B over the largest C;
 # (2) `ftsvm-run -n 2 put_bw B` (bench/put_bw.c): the same bytes in the
-# copy's pattern (a page, its words) with one flush, p50 of 5 loops. The
-# ratio is (1) / (2). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
+# copy's pattern (a page, its words) with one flush, p50 of 5 loops, on an
+# idle machine, and (3) the same while the app runs failure-free on N nodes
+# beside it (the copy competes with the app for the cores). The ratios are
+# (1) / (2) and (1) / (3). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
 # the app's main loop (a jacobi sweep, an mgs column); the steps that
 # overlap the copy (node 0's window: its news of the failure plus the
 # event's "ms after the news", minus C) over the median of the five steps
@@ -109,7 +111,7 @@ for spec in "${specs[@]}"; do
   "$run" -n "$nodes" --timeout 300 "$build/bench/$app" "${words[@]:1}" >/dev/null 2>&1 ||
     { echo "redundancy.sh: $spec does not run without a failure" >&2; exit 1; }
   at=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", (b - a) / 2}')
-  mb=() raw=() ratio=() slow=() sizes=()
+  mb=() raw=() ratio=() slow=() sizes=() lraw=() lratio=()
   for ((i = 1; i <= runs; i++)); do
     out=$(APP_STEP_LOG=y "$run" -n "$nodes" --timeout 300 --kill "1@$at" \
           "$build/bench/$app" "${words[@]:1}" 2>&1) || true
@@ -121,16 +123,25 @@ for spec in "${specs[@]}"; do
     put=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1 |
           sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p')
     [ -n "$put" ] || { echo "  run $i: put_bw gave no figure"; status=1; continue; }
+    "$run" -n "$nodes" --timeout 300 "$build/bench/$app" "${words[@]:1}" >/dev/null 2>&1 &
+    bg=$!
+    sleep "$at"
+    lput=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1 |
+           sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p')
+    wait "$bg" || true
+    [ -n "$lput" ] || { echo "  run $i: put_bw beside the app gave no figure"; status=1; continue; }
     r=$(awk -v a="$mbps" -v b="$put" 'BEGIN {printf "%.2f", a / b}')
-    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s; ratio %s; step slowdown %s\n' \
-           "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$r" "$sl"
-    mb+=("$mbps") raw+=("$put") ratio+=("$r") sizes+=("$bytes")
+    lr=$(awk -v a="$mbps" -v b="$lput" 'BEGIN {printf "%.2f", a / b}')
+    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s idle, %s beside the app; ratios %s, %s; step slowdown %s\n' \
+           "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$lput" "$r" "$lr" "$sl"
+    mb+=("$mbps") raw+=("$put") ratio+=("$r") sizes+=("$bytes") lraw+=("$lput") lratio+=("$lr")
     [ "$sl" = - ] || slow+=("$sl")
   done
-  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s; copy/put %sx; step during the copy / after %sx (%d runs)\n' \
+  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s idle, %s beside the app; copy/put %sx idle, %sx beside the app; step during the copy / after %sx (%d runs)\n' \
          "$app" "${words[*]:1}" "${#mb[@]}" "$(printf '%s\n' "${sizes[@]:-}" | median)" \
          "$(printf '%s\n' "${mb[@]:-}" | median)" "$(printf '%s\n' "${raw[@]:-}" | median)" \
-         "$(printf '%s\n' "${ratio[@]:-}" | median)" "$(printf '%s\n' "${slow[@]:-}" | median)" \
-         "${#slow[@]}"
+         "$(printf '%s\n' "${lraw[@]:-}" | median)" \
+         "$(printf '%s\n' "${ratio[@]:-}" | median)" "$(printf '%s\n' "${lratio[@]:-}" | median)" \
+         "$(printf '%s\n' "${slow[@]:-}" | median)" "${#slow[@]}"
 done
 exit $status
