@@ -539,6 +539,7 @@ static void *copier_main(void *arg)
 {
     uint64_t view = (uint64_t)(uintptr_t)arg;
     uint8_t *targets = calloc((size_t)replica.nodes, 1);
+    uint64_t t0 = clock_now_ns(), t1, t2, copied = 0;
     size_t e, mine = 0;
     int i, node, status = (targets != NULL) ? FTSVM_OK : FTSVM_ENOMEM;
 
@@ -558,17 +559,24 @@ static void *copier_main(void *arg)
         }
         replica_fault_point(REPLICA_FAULT_COPY);
         targets[c->to] = 1;
+        copied += rerep.entry_bytes[e];
         mine++;
     }
+    t1 = clock_now_ns();
     /* every row is whole at its new secondary before any node names it */
     for (node = 0; node < replica.nodes && status == FTSVM_OK; node++) {
         if (targets[node]) {
             status = rdma_flush(replica.rdma, node);
         }
     }
+    t2 = clock_now_ns();
     if (status == FTSVM_OK && mine > 0) {
         status = announce_rows(view, mine);
     }
+    ftsvm_debug("view %llu: copied %zu rows, %llu bytes: puts %.2f ms, flush %.2f ms, "
+                "announced after %.2f ms", (unsigned long long)view, mine,
+                (unsigned long long)copied, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+                (double)(clock_now_ns() - t2) / 1e6);
     free(targets);
     if (status != FTSVM_OK && status != FTSVM_EPEER) {
         ftsvm_error("view %llu: copying placement rows to their new homes failed: %s",
