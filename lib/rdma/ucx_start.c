@@ -529,7 +529,15 @@ int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
     }
     for (node = 0; node < ctx->nodes && status == FTSVM_OK; node++) {
         if (rdma_peer_alive(ctx, node) || node == ctx->node) {
+            /* Held for writing while the peer's endpoints are made and its
+             * keys unpacked: making an endpoint progresses the worker, and
+             * an error callback for this peer (it died after the exchange)
+             * would close the endpoint under the unpack (a SIGSEGV in
+             * ucp_ep_rkey_unpack). The callback finds the lock taken and
+             * leaves the close to the protocol thread (rdma_ucx_close_ep). */
+            pthread_rwlock_wrlock(&ucx->peers[node].ep_lock);
             status = rdma_connect_peer(ctx, node, all + (size_t)node * stride, stride);
+            pthread_rwlock_unlock(&ucx->peers[node].ep_lock);
         }
     }
     free(all);
