@@ -20,11 +20,12 @@
 # idle machine, and (3) the same while the app runs failure-free on N nodes
 # beside it (the copy competes with the app for the cores). The ratios are
 # (1) / (2) and (1) / (3). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
-# the app's main loop (a jacobi sweep, an mgs column); the steps that
-# overlap the copy (node 0's window: its news of the failure plus the
-# event's "ms after the news", minus C) over the median of the five steps
-# that follow the copy (the same nodes, no copy). A step that the failure's
-# recovery also overlapped is left out (its time is the failover's).
+# the app's main loop (a jacobi sweep, an mgs column). The copy is over
+# within the step that the failure itself interrupts (milliseconds, where a
+# step is tens), so no step runs beside the copy alone: the figure is that
+# step (the one in which node 0's copy ended) over the same failure's step
+# in a run without the copy (FTSVM_HOME_HEADROOM=0: the rows stay single;
+# the step in which node 0's recovery ended).
 # MB: 10^6 bytes. Exits non-zero if a run gave no figures.
 set -euo pipefail
 
@@ -61,7 +62,7 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.2f", a[int((NR + 1) / 2)]; else printf "-"}'; }
 
 # the figures of one failure run's output: bytes, copy ms (largest), copy
-# MB/s, slowdown (or -)
+# MB/s, the seconds of node 0's step in which the copy ended (or -)
 figures() {
   awk '
     # [0] ... [ftsvm-event view=V removed=R cause=C detected_ns=D recovered_ns=E]
@@ -83,22 +84,26 @@ figures() {
     END {
       if (bytes == "" || cmax <= 0) { print "none"; exit }
       slow = "-"
-      if (det != "" && a0 > 0 && n > 0) {
-        end = det / 1e9 + a0 / 1e3; start = end - c0 / 1e3; r = rec / 1e9
-        during = 0; m = 0; after_n = 0
-        for (i = 1; i <= n; i++) {
-          if (t1[i] > start && t0[i] < end && t0[i] >= r) { during += t1[i] - t0[i]; m++ }
-          else if (t0[i] >= end && after_n < 5) { after_n++; aft[after_n] = t1[i] - t0[i] }
-        }
-        if (m > 0 && after_n > 0) {
-          # median of the steps after (a small sort)
-          for (i = 1; i <= after_n; i++) for (j = i + 1; j <= after_n; j++)
-            if (aft[j] < aft[i]) { x = aft[i]; aft[i] = aft[j]; aft[j] = x }
-          med = aft[int((after_n + 1) / 2)]
-          if (med > 0) slow = sprintf("%.2f", (during / m) / med)
-        }
+      if (det != "" && a0 > 0) {
+        end = det / 1e9 + a0 / 1e3   # node 0: the copy over here
+        for (i = 1; i <= n; i++) if (t0[i] <= end && end <= t1[i]) slow = sprintf("%.6f", t1[i] - t0[i])
       }
       printf "%s %.2f %.1f %s\n", bytes, cmax, bytes / (cmax * 1e3), slow
+    }'
+}
+
+# seconds of node 0's step in which its recovery ended (a run without the
+# copy: FTSVM_HOME_HEADROOM=0), or -
+failstep() {
+  awk '
+    /\[ftsvm-event view=/ && $1 == "[0]" {
+      for (i = 1; i <= NF; i++) if ($i ~ /^recovered_ns=/) { sub(/recovered_ns=/, "", $i); sub(/\]/, "", $i); rec = $i / 1e9 }
+    }
+    $1 == "[0]" && $2 == "app" && $3 == "step" { n++; t0[n] = $5; t1[n] = $6 }
+    END {
+      s = "-"
+      for (i = 1; i <= n; i++) if (rec != "" && t0[i] <= rec && rec <= t1[i]) s = sprintf("%.6f", t1[i] - t0[i])
+      print s
     }'
 }
 
@@ -123,6 +128,15 @@ for spec in "${specs[@]}"; do
     put=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1 |
           sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p')
     [ -n "$put" ] || { echo "  run $i: put_bw gave no figure"; status=1; continue; }
+    # the same failure without the copy (no headroom: the rows stay single)
+    out0=$(FTSVM_HOME_HEADROOM=0 APP_STEP_LOG=y "$run" -n "$nodes" --timeout 300 --kill "1@$at" \
+           "$build/bench/$app" "${words[@]:1}" 2>&1) || true
+    st0=$(failstep <<<"$out0")
+    if [ "$sl" != - ] && [ "$st0" != - ]; then
+      sl=$(awk -v a="$sl" -v b="$st0" 'BEGIN {printf "%.2f", a / b}')
+    else
+      sl=-
+    fi
     "$run" -n "$nodes" --timeout 300 "$build/bench/$app" "${words[@]:1}" >/dev/null 2>&1 &
     bg=$!
     sleep "$at"
@@ -132,12 +146,12 @@ for spec in "${specs[@]}"; do
     [ -n "$lput" ] || { echo "  run $i: put_bw beside the app gave no figure"; status=1; continue; }
     r=$(awk -v a="$mbps" -v b="$put" 'BEGIN {printf "%.2f", a / b}')
     lr=$(awk -v a="$mbps" -v b="$lput" 'BEGIN {printf "%.2f", a / b}')
-    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s idle, %s beside the app; ratios %s, %s; step slowdown %s\n' \
+    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s idle, %s beside the app; ratios %s, %s; failure step with / without the copy %s\n' \
            "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$lput" "$r" "$lr" "$sl"
     mb+=("$mbps") raw+=("$put") ratio+=("$r") sizes+=("$bytes") lraw+=("$lput") lratio+=("$lr")
     [ "$sl" = - ] || slow+=("$sl")
   done
-  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s idle, %s beside the app; copy/put %sx idle, %sx beside the app; step during the copy / after %sx (%d runs)\n' \
+  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s idle, %s beside the app; copy/put %sx idle, %sx beside the app; failure step with / without the copy %sx (%d runs)\n' \
          "$app" "${words[*]:1}" "${#mb[@]}" "$(printf '%s\n' "${sizes[@]:-}" | median)" \
          "$(printf '%s\n' "${mb[@]:-}" | median)" "$(printf '%s\n' "${raw[@]:-}" | median)" \
          "$(printf '%s\n' "${lraw[@]:-}" | median)" \
