@@ -223,6 +223,12 @@ static inline int replica_copying(size_t block)
  * reads the placement again, and sees the view change as it always does). */
 void replica_copy_wait(size_t block);
 
+/* The node that the copy under way makes the new secondary of the row of
+ * `block`, while this node still has the row in its copying state; -1 if
+ * none. A lock home's ack may come from it before this node has the row's
+ * commit (the messages of the copier and of the new home are not ordered). */
+int replica_copy_target(size_t block);
+
 /* Tests: wait until the copy planned in the current view is over here (the
  * redundancy event logged, or nothing to copy, or the plan abandoned);
  * FTSVM_ETIMEDOUT after `timeout_ns`. Nothing writes this node's home store

@@ -472,6 +472,21 @@ static void on_row_ack(void *arg, int src, const void *payload, size_t len)
 
 /* ---- the copier ---- */
 
+/* under rerep.lock: 10 ms on rerep.cond (a view change does not signal it:
+ * the caller looks again) */
+static void wait_a_while(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 10000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&rerep.cond, &rerep.lock, &ts);
+}
+
 static int plan_current(uint64_t view)
 {
     return rerep.view == view && failure_view() == view;
@@ -496,15 +511,7 @@ static int announce_rows(uint64_t view, size_t mine)
     }
     pthread_mutex_lock(&rerep.lock);
     while (status == FTSVM_OK && rerep.nacked < mine && plan_current(view)) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10000000L;   /* a view change does not signal us: look again */
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&rerep.cond, &rerep.lock, &ts);
+        wait_a_while();
     }
     status = (status == FTSVM_OK && !plan_current(view)) ? FTSVM_EPEER : status;
     pthread_mutex_unlock(&rerep.lock);
@@ -650,6 +657,23 @@ void replica_copy_wait(size_t block)
     pthread_mutex_unlock(&rerep.lock);
 }
 
+int replica_copy_target(size_t block)
+{
+    size_t r = block % replica_placement.period, e;
+    int to = -1;
+
+    pthread_mutex_lock(&rerep.lock);
+    if (rerep.view != 0 && replica_copying_rows != NULL && atomic_load(&replica_copying_rows[r])) {
+        for (e = 0; e < rerep.nplan && to < 0; e++) {
+            if (rerep.plan[e].row == r) {
+                to = rerep.plan[e].to;
+            }
+        }
+    }
+    pthread_mutex_unlock(&rerep.lock);
+    return to;
+}
+
 int replica_copies_wait(uint64_t timeout_ns)
 {
     uint64_t deadline = clock_now_ns() + timeout_ns;
@@ -658,19 +682,11 @@ int replica_copies_wait(uint64_t timeout_ns)
     pthread_mutex_lock(&rerep.lock);
     while (rerep.view != 0 && rerep.nplan > 0 && !rerep.reported && rerep.unplaced == 0 &&
            rerep.lost == 0 && rerep.view == failure_view()) {
-        struct timespec ts;
-
         if (clock_now_ns() >= deadline) {
             status = FTSVM_ETIMEDOUT;
             break;
         }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10000000L;   /* a view change does not signal us: look again */
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&rerep.cond, &rerep.lock, &ts);
+        wait_a_while();
     }
     pthread_mutex_unlock(&rerep.lock);
     return status;
