@@ -18,10 +18,12 @@
  * words, locks the queue records and saved vts), flushes every new
  * secondary once, and then each row gets its s as its secondary: first at
  * s itself (s acks), then everywhere else. The "row done" messages of all
- * of h's rows go out together and h waits once for all the acks: a round
- * trip per row, through protocol threads that share two cores with the
- * application here, cost more than the copy's puts (20 rows of 5 nodes:
- * 13 ms for 6.8 MB, where the puts alone take under 1 ms).
+ * of h's rows go out together and h waits once for all the acks, not once
+ * a row: each round trip goes through protocol threads that share the
+ * cores with the application. (The puts themselves are the larger cost
+ * today: 4.8 MB took a copier 18-41 ms here, where bench/put_bw writes the
+ * same pattern at over 10 GB/s; why is open, see the debug line of
+ * copier_main.)
  *
  * Redundancy is back, and every survivor logs one event, only when every
  * member names every new secondary: a node that has all the rows of the

@@ -139,7 +139,7 @@ static void settle_row(const failure_change_t *change, size_t r, const replica_r
                     "view change while its new secondary was announced) and none of them "
                     "is live: its data is lost", (unsigned long long)change->view, r);
     } else {
-        ftsvm_warn("view %llu: placement row %zu: the survivors disagreed on its homes (a "
+        ftsvm_info("view %llu: placement row %zu: the survivors disagreed on its homes (a "
                    "view change while its new secondary was announced); settled on nodes "
                    "%d and %d", (unsigned long long)change->view, r, row->home[0],
                    row->home[1]);
