@@ -44,12 +44,17 @@ enum {
     FTSVM_EFENCED     = -30,  /* this node was removed from the view */
 };
 
+/* ftsvm_init does not return in a spare node (FTSVM_SPARES): it serves as
+ * a home and exits 0 at the end of the job. Unless the program has a
+ * SIGUSR2 handler of its own, ftsvm_init installs one: SIGUSR2 asks the
+ * node to leave the job at its next barrier or ftsvm_for batch boundary
+ * (planned eviction; README). */
 int         ftsvm_init(int *argc, char ***argv);
 int         ftsvm_finalize(void);
 const char *ftsvm_strerror(int err);
 
 int ftsvm_node(void);            /* this node's id, 0..ftsvm_nodes()-1 (negative before init) */
-int ftsvm_nodes(void);           /* number of nodes the job started with */
+int ftsvm_nodes(void);           /* number of application nodes the job started with (no spares) */
 int ftsvm_alive(int node);       /* 1 alive, 0 failed, negative error */
 
 /* Membership views: view 0 has every node; each view change removes failed

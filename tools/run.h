@@ -37,12 +37,13 @@ enum {
     RUN_EXIT_USAGE   = 2,   /* bad arguments or configuration */
 };
 
-/* an injected failure: --kill, or --cut when `cut` */
+/* an injected failure: --kill, or --cut when `cut`; or --evict (no failure) */
 typedef struct run_kill {
     int         node;
     double      at;       /* seconds since launch */
     size_t      order;    /* position on the command line, to keep ties stable */
     int         cut;
+    int         evict;    /* --evict: SIGUSR2, the node leaves at its next barrier */
     int         after_redundancy;   /* NODE@redundancy[+SEC]: `at` seconds after the
                                      * survivors said that redundancy is back after
                                      * every earlier failure */
@@ -50,7 +51,8 @@ typedef struct run_kill {
 } run_kill_t;
 
 typedef struct run_opts {
-    int         nodes;       /* 0: not given */
+    int         nodes;       /* every node process, spares included; 0: not given */
+    int         spares;      /* --spares: the last `spares` of them */
     const char *threads;     /* validated text for FTSVM_THREADS; NULL: not given */
     double      timeout;     /* seconds; 0: none */
     run_kill_t *kills;       /* sorted by time once parsed */
@@ -86,6 +88,7 @@ typedef struct run_node {
     uint64_t     injected_ns;    /* CLOCK_MONOTONIC of the SIGKILL, for RUN_CAUSE_INJECTED */
     uint64_t     reaped_ns;
     double       cut_at;         /* seconds; --cut took its link down then */
+    double       evict_at;       /* seconds; --evict asked it to leave then (0: never) */
     uint64_t     cut_ns;         /* 0: not cut */
     uint64_t     drain_deadline; /* 0: none */
     run_stream_t streams[2];

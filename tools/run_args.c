@@ -15,8 +15,9 @@
 #define RUN_MAX_SECONDS   1e9          /* keeps every deadline inside uint64_t ns */
 
 #define RUN_USAGE \
-    "usage: ftsvm-run -n N [--threads T] [--timeout S] [--kill NODE@SEC]... " \
-    "[--netns [--cut NODE@SEC]...] [--report FILE] [--listen ADDR] [--] ./app [args...]\n"
+    "usage: ftsvm-run -n N [--spares K] [--threads T] [--timeout S] [--kill NODE@SEC]... " \
+    "[--evict NODE@SEC]... [--netns [--cut NODE@SEC]...] [--report FILE] [--listen ADDR] " \
+    "[--] ./app [args...]\n"
 
 /* ---- command line ---- */
 
@@ -27,6 +28,10 @@ static void run_print_help(void)
            "Start N processes of ./app on this machine as the nodes of one ftsvm job.\n"
            "\n"
            "  -n, --nodes N        number of nodes, 1..%d\n"
+           "      --spares K       start K more nodes, ids N..N+K-1, as spares: they run\n"
+           "                       no application code (ftsvm_init does not return in\n"
+           "                       them), take a failed node's place as a home, and exit\n"
+           "                       0 when the job ends (sets FTSVM_SPARES; N >= 2)\n"
            "      --threads T      threads per node, 1..%d (sets FTSVM_THREADS)\n"
            "      --timeout S      SIGKILL every node still running after S seconds\n"
            "      --kill NODE@SEC  SIGKILL node NODE at SEC seconds after launch, as an\n"
@@ -35,6 +40,10 @@ static void run_print_help(void)
            "                       said that redundancy is back after every earlier\n"
            "                       failure, --kill or FTSVM_FAULT (these come after the\n"
            "                       timed ones, in the order given)\n"
+           "      --evict NODE@SEC send node NODE SIGUSR2 at SEC seconds after launch (or\n"
+           "                       NODE@redundancy[+SEC], as for --kill): it hands its\n"
+           "                       homes over and leaves the job at its next barrier,\n"
+           "                       then exits 0 (no failure); repeatable\n"
            "      --netns          run each node in a network namespace of its own (needs\n"
            "                       root; see below)\n"
            "      --cut NODE@SEC   with --netns: take node NODE's link down at SEC seconds\n"
@@ -153,7 +162,7 @@ static int run_parse_seconds(const char *text, int allow_zero, double *value_p)
  * every option is known. */
 static int run_parse_kill(const char *option, const char *text, run_opts_t *opts)
 {
-    int cut = !strcmp(option, "--cut");
+    int cut = !strcmp(option, "--cut"), evict = !strcmp(option, "--evict");
     const char *at = strchr(text, '@');
     char node_text[16];
     run_kill_t *kills;
@@ -203,6 +212,7 @@ static int run_parse_kill(const char *option, const char *text, run_opts_t *opts
     kills[opts->kill_count].at = when;
     kills[opts->kill_count].order = opts->kill_count;
     kills[opts->kill_count].cut = cut;
+    kills[opts->kill_count].evict = evict;
     kills[opts->kill_count].after_redundancy = after;
     kills[opts->kill_count].ready_ns = 0;
     opts->cuts += cut;
@@ -295,7 +305,8 @@ static int run_parse_flag(const char *name, const char *inline_value, run_opts_t
 static int run_is_valued_option(const char *name)
 {
     static const char *const valued[] = { "-n", "--nodes", "--threads", "--timeout", "--kill",
-                                          "--listen", "--report", "--cut" };
+                                          "--listen", "--report", "--cut", "--spares",
+                                          "--evict" };
     size_t k;
 
     for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
@@ -317,6 +328,12 @@ static int run_parse_valued(const char *name, const char *value, run_opts_t *opt
                                    value, RUN_MAX_NODES);
         }
         opts->nodes = (int)number;
+    } else if (!strcmp(name, "--spares")) {
+        if (run_parse_long(value, 0, RUN_MAX_NODES - 2, &number) != 0) {
+            return run_usage_error("--spares: '%s' is not a number of spare nodes from 0 to %d",
+                                   value, RUN_MAX_NODES - 2);
+        }
+        opts->spares = (int)number;
     } else if (!strcmp(name, "--threads")) {
         if (run_parse_long(value, 1, RUN_MAX_THREADS, &number) != 0) {
             return run_usage_error("--threads: '%s' is not a number of threads from 1 to %d",
@@ -328,7 +345,7 @@ static int run_parse_valued(const char *name, const char *value, run_opts_t *opt
             return run_usage_error("--timeout: '%s' is not a positive number of seconds",
                                    value);
         }
-    } else if (!strcmp(name, "--kill") || !strcmp(name, "--cut")) {
+    } else if (!strcmp(name, "--kill") || !strcmp(name, "--cut") || !strcmp(name, "--evict")) {
         return run_parse_kill(name, value, opts);
     } else if (!strcmp(name, "--report")) {
         if (value[0] == '\0') {
@@ -352,7 +369,8 @@ static int run_check_opts(run_opts_t *opts)
     for (k = 0; k < opts->kill_count; k++) {
         if (opts->kills[k].node >= opts->nodes) {
             return run_usage_error("%s %d@%g: there is no node %d in a job of %d node%s "
-                                   "(ids start at 0)", opts->kills[k].cut ? "--cut" : "--kill",
+                                   "(ids start at 0)", opts->kills[k].cut ? "--cut" :
+                                   opts->kills[k].evict ? "--evict" : "--kill",
                                    opts->kills[k].node, opts->kills[k].at,
                                    opts->kills[k].node, opts->nodes,
                                    (opts->nodes == 1) ? "" : "s");
@@ -417,6 +435,15 @@ int run_parse_args(int argc, char **argv, run_opts_t *opts)
     if (opts->nodes == 0) {
         return run_usage_error("missing -n N, the number of nodes");
     }
+    if (opts->spares > 0 && opts->nodes < 2) {
+        return run_usage_error("--spares: the job needs at least 2 application nodes (-n 2) "
+                               "for a spare to take the place of one");
+    }
+    if (opts->nodes + opts->spares > RUN_MAX_NODES) {
+        return run_usage_error("-n %d with --spares %d: at most %d nodes in all", opts->nodes,
+                               opts->spares, RUN_MAX_NODES);
+    }
+    opts->nodes += opts->spares;   /* from here: every node process, the spares last */
     if (i >= argc) {
         return run_usage_error("missing the program to run");
     }

@@ -121,13 +121,15 @@ static int run_events_ms(const char *text, double *ms_p)
     return 0;
 }
 
-/* "redundancy view=V rows=R bytes=B ms=T" after the tag; save: strtok_r's */
+/* "redundancy view=V rows=R bytes=B ms=T homes=H landed=L" after the tag
+ * (homes and landed, the reporter's own, are not kept); save: strtok_r's */
 static int run_events_parse_redundancy(run_events_t *events, int node, char **save)
 {
     enum { HAVE_VIEW = 1, HAVE_ROWS = 2, HAVE_BYTES = 4, HAVE_MS = 8 };
     run_redundancy_t r = { .reporter = node };
     run_redundancy_t *grown;
     char *field, *value;
+    uint64_t mine;
     int have = 0;
     size_t cap;
 
@@ -145,6 +147,9 @@ static int run_events_parse_redundancy(run_events_t *events, int node, char **sa
             have |= HAVE_BYTES;
         } else if (!strcmp(field, "ms") && run_events_ms(value, &r.ms) == 0) {
             have |= HAVE_MS;
+        } else if ((!strcmp(field, "homes") || !strcmp(field, "landed")) &&
+                   run_events_u64(value, &mine) == 0) {
+            continue;
         } else {
             return -1;
         }
@@ -189,6 +194,9 @@ static int run_events_parse(run_events_t *events, int node, char *text)
     field = strtok_r(text, " ", &save);
     if (field != NULL && !strcmp(field, "redundancy")) {
         return run_events_parse_redundancy(events, node, &save);
+    }
+    if (field != NULL && !strcmp(field, "handover")) {
+        return 0;   /* an evicted node's homes moved (planned: no failure's figures) */
     }
     for (; field != NULL; field = strtok_r(NULL, " ", &save)) {
         value = strchr(field, '=');

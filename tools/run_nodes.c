@@ -83,6 +83,10 @@ static void run_child(const run_job_t *job, int node, int out_fd, int err_fd)
     if (setenv("FTSVM_NODE", value, 1) < 0) {
         run_child_fail("cannot set up the environment of", app, errno);
     }
+    snprintf(value, sizeof(value), "%d", job->opts.spares);
+    if (job->opts.spares > 0 && setenv("FTSVM_SPARES", value, 1) < 0) {
+        run_child_fail("cannot set up the environment of", app, errno);
+    }
     snprintf(value, sizeof(value), "%d", job->opts.nodes);
     if (setenv("FTSVM_NODES", value, 1) < 0 ||
         setenv("FTSVM_RDV", rdv_server_address(job->rdv), 1) < 0 ||
@@ -209,7 +213,8 @@ void run_inject(run_job_t *job, const run_kill_t *kill_at)
 
     if (n->reaped || n->cause != RUN_CAUSE_NONE || (kill_at->cut && n->cut_ns != 0)) {
         ftsvm_info("%s %d@%g%s: node %d has already ended or was cut off; nothing injected",
-                   kill_at->cut ? "--cut" : "--kill", kill_at->node, kill_at->at,
+                   kill_at->cut ? "--cut" : kill_at->evict ? "--evict" : "--kill",
+                   kill_at->node, kill_at->at,
                    kill_at->after_redundancy ? " (after redundancy)" : "", kill_at->node);
         return;
     }
@@ -221,6 +226,12 @@ void run_inject(run_job_t *job, const run_kill_t *kill_at)
         n->cut_at = (double)(n->cut_ns - job->start_ns) / RUN_NS_PER_S;
         ftsvm_info("injected a failure: cut node %d off at %.2f s", kill_at->node,
                    (double)(n->cut_ns - job->start_ns) / RUN_NS_PER_S);
+        return;
+    }
+    if (kill_at->evict) {
+        run_signal_node(job, kill_at->node, SIGUSR2);
+        n->evict_at = (double)(clock_now_ns() - job->start_ns) / RUN_NS_PER_S;
+        ftsvm_info("asked node %d to leave (SIGUSR2) at %.2f s", kill_at->node, n->evict_at);
         return;
     }
     run_signal_node(job, kill_at->node, SIGKILL);

@@ -257,6 +257,9 @@ static void run_summary(const run_job_t *job, const run_outcome_t *o, const char
         if (n->cut_ns != 0) {
             run_appendf(line, size, &used, ", cut off at %.2f s", n->cut_at);
         }
+        if (n->evict_at > 0) {
+            run_appendf(line, size, &used, ", asked to leave at %.2f s", n->evict_at);
+        }
     }
     run_appendf(line, size, &used, " | failures injected: %d", o->injected);
     if (o->have_figures) {

@@ -378,7 +378,7 @@ static int run_windows(tasks_call_t *call, uint32_t base)
     size_t window = 0, first, count;
     long wait_ns = BACKOFF_FIRST_NS;
     claim_t claim = CLAIM_WAIT;
-    int status;
+    int status, leaving;
 
     call->batch.count = 0;
     while (window < nwindows) {
@@ -390,7 +390,8 @@ static int run_windows(tasks_call_t *call, uint32_t base)
         if (call->batch.count > 0) {
             commit_batch(call);
         }
-        while (window < nwindows) {
+        leaving = evict_at_batch();
+        while (window < nwindows && !leaving) {
             first = window * call->window;
             count = call->nchunks - first;
             count = (count < call->window) ? count : call->window;
@@ -408,6 +409,9 @@ static int run_windows(tasks_call_t *call, uint32_t base)
         }
         if (claim == CLAIM_LOST) {
             return FTSVM_EFENCED;
+        }
+        if (leaving) {
+            evict_leave_now();   /* its batches are committed; the others run the rest */
         }
         if (claim == CLAIM_GOT) {
             wait_ns = BACKOFF_FIRST_NS;

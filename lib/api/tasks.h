@@ -45,6 +45,11 @@ int tasks_for_reduce(size_t n, size_t chunk,
  * an ftsvm_for lets it end before its chunks start. */
 int  tasks_guard_enter(const char *call, int releases);
 void tasks_guard_leave(int releases);
+/* Eviction (api.c): in the loop's critical section, 1 when this node should
+ * leave at this batch boundary (it then claims nothing more); after the
+ * section, evict_leave_now hands over and ends the process. */
+int  evict_at_batch(void);
+void evict_leave_now(void) __attribute__((noreturn));
 /* 1 on a thread that runs an ftsvm_for chunk (fn or combine) now */
 int  tasks_in_chunk(void);
 

@@ -87,6 +87,20 @@ int failure_wait_adopted(uint64_t view, uint64_t timeout_ns);
  * announced if this node still reaches most of the view. */
 void failure_suspect(int node, const char *why);
 
+/* Eviction: the node asks every member whether it may go
+ * (failure_leave_ask: FTSVM_OK; FTSVM_ESTATE, another node with a lower id
+ * is leaving now, ask again later; FTSVM_ERANGE, no application node would
+ * be left). Every member then knows that it will leave (its removal is
+ * cause "evicted", and a survivor on its host gives it time to exit before
+ * fencing it); failure_leave_cancel takes the intent back. Once it has
+ * handed everything over, the node asks the others to remove it
+ * (failure_leave) and then exits. failure_expect_leave marks a node that
+ * a barrier said leaves (hlrc's hand-over). */
+int  failure_leave_ask(void);
+void failure_leave_cancel(void);
+void failure_expect_leave(int node, int leaving);
+void failure_leave(void);
+
 /* ---- recovery steps, run on the recovery thread at every view change ---- */
 
 typedef struct failure_change {

@@ -13,12 +13,14 @@
 enum {
     FAILURE_AM_VIEW   = 40,   /* "these nodes are removed" (a mask) */
     FAILURE_AM_GATHER = 41,   /* a piece of a recovery step's contribution */
+    FAILURE_AM_LEAVE  = 42,   /* "remove me": the sender leaves on purpose */
 };
 
 /* why a node was removed (first cause seen here) */
 enum {
     FAILURE_CAUSE_TRANSPORT, FAILURE_CAUSE_HEARTBEAT, FAILURE_CAUSE_ANNOUNCED,
     FAILURE_CAUSE_STARTUP,   /* missing from a start-up round (failure_start) */
+    FAILURE_CAUSE_EVICTED,   /* it left on purpose (failure_leave): no failure */
     FAILURE_CAUSE_COUNT
 };
 
@@ -40,6 +42,7 @@ typedef struct failure {
     rdma_ctx_t        *rdma;
     unsigned           region;
     int                node, nodes;
+    int                app_nodes;     /* the rest are spares: the application never sees them */
     uint64_t           hb_interval_ns, hb_timeout_ns;
     int                quorum;
 
@@ -48,6 +51,9 @@ typedef struct failure {
     uint8_t           *target;        /* nodes: removed by some announcement */
     uint8_t           *removed;       /* nodes: removed in the adopted view */
     int               *cause;         /* nodes: FAILURE_CAUSE_* of the removal */
+    _Atomic uint8_t   *leaving;       /* nodes: said it leaves (failure_expect_leave) */
+    uint8_t           *leave_answer;  /* nodes: their answer to this node's intent (view.c) */
+    int                leaving_self;  /* this node asked to leave and has not taken it back */
     uint64_t          *removed_in;    /* nodes: the view that removed it (0: none) */
     uint64_t          *recovery_ns;   /* nodes: from the news to the end of recovery */
     _Atomic uint64_t   view;          /* adopted view: the number of removed nodes */

@@ -256,21 +256,31 @@ int failure_fence_setup(void)
 
 /* Kill `p` and wait until every thread of it has exited. Returns the time
  * waited, or 0 when it was gone already. */
-static uint64_t fence_kill(int node, fence_peer_t *p)
+/* an evicted node exits by itself right after it asked to be removed */
+#define FENCE_LEAVE_GRACE_MS 3000
+
+static uint64_t fence_kill(int node, fence_peer_t *p, unsigned grace_ms)
 {
     struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
     struct timespec nap = { 0, 1000000 };
     uint64_t start = clock_now_ns(), next_word = start + 1000000000ull;
+    uint64_t grace_end = start + (uint64_t)grace_ms * 1000000ull;
     int dead, signaled = 0;
 
     for (;;) {
         if (p->pidfd >= 0) {
-            dead = poll(&pfd, 1, signaled ? 100 : 0) > 0;
+            dead = poll(&pfd, 1, (signaled || grace_ms > 0) ? 10 : 0) > 0;
         } else {
             dead = !fence_proc_alive(p);
         }
         if (dead) {
             return signaled ? clock_now_ns() - start : 0;
+        }
+        if (!signaled && clock_now_ns() < grace_end) {
+            if (p->pidfd < 0) {
+                nanosleep(&nap, NULL);
+            }
+            continue;
         }
         if (!signaled) {
             /* SIGKILL reaches a stopped process too: it dies without
@@ -311,7 +321,8 @@ void failure_fence_removed(const int *removed_now)
         p->done = 1;
         switch (p->how) {
         case FENCE_KILL:
-            waited = fence_kill(node, p);
+            waited = fence_kill(node, p,
+                                atomic_load(&failure.leaving[node]) ? FENCE_LEAVE_GRACE_MS : 0);
             if (waited > 0) {
                 ftsvm_warn("node %d removed while alive on this host: killed it (fencing); "
                            "pid %d gone after %.1f ms", node, p->pid, (double)waited / 1e6);

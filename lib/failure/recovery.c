@@ -290,7 +290,7 @@ static void announce(const failure_change_t *change, uint64_t detected, uint64_t
         int node = change->removed_now[i];
 
         failure_report(change->view, node, failure.cause[node], detected, now);
-        for (j = 0; j < failure.napp; j++) {
+        for (j = 0; j < failure.napp && node < failure.app_nodes; j++) {
             failure.app[j].cb((unsigned)change->view, node, failure.app[j].arg);
         }
     }

@@ -35,6 +35,7 @@ failure_t failure;
 static const char *const cause_names[FAILURE_CAUSE_COUNT] = {
     [FAILURE_CAUSE_TRANSPORT] = "transport", [FAILURE_CAUSE_HEARTBEAT] = "heartbeat",
     [FAILURE_CAUSE_ANNOUNCED] = "announced", [FAILURE_CAUSE_STARTUP] = "start-up",
+    [FAILURE_CAUSE_EVICTED] = "evicted",
 };
 
 const char *failure_cause_name(int cause)
@@ -191,7 +192,10 @@ void failure_print_summary(void)
         if (!failure.removed[node]) {
             continue;
         }
-        if (failure.removed_in[node] != 0) {
+        if (failure.cause[node] == FAILURE_CAUSE_EVICTED) {
+            n = snprintf(line + used, sizeof(line) - used, "; node %d left (evicted) in view "
+                         "%llu", node, (unsigned long long)failure.removed_in[node]);
+        } else if (failure.removed_in[node] != 0) {
             n = snprintf(line + used, sizeof(line) - used,
                          "; node %d failed (%s), removed in view %llu, recovered %.1f ms "
                          "after the news", node, failure_cause_name(failure.cause[node]),
@@ -240,7 +244,8 @@ void failure_announce(const uint8_t *remove, int cause)
     for (node = 0; node < failure.nodes; node++) {
         if (remove[node] && !failure.target[node]) {
             failure.target[node] = 1;
-            failure.cause[node]  = cause;
+            failure.cause[node]  = atomic_load(&failure.leaving[node]) ? FAILURE_CAUSE_EVICTED
+                                                                       : cause;
             failure.target_view++;
             added = 1;
             if (doomed != NULL) {
@@ -273,6 +278,153 @@ void failure_announce(const uint8_t *remove, int cause)
     if (send != NULL) {
         failure_send_view(send);
         free(send);
+    }
+}
+
+void failure_expect_leave(int node, int leaving)
+{
+    if (node >= 0 && node < failure.nodes) {
+        atomic_store(&failure.leaving[node], leaving != 0);
+    }
+}
+
+/* Leaving on purpose. First the node asks every member (LEAVE_INTENT) and
+ * waits for each one's answer; then, if it may go, it asks to be removed
+ * like any announcement (failure_leave), and its removal is "evicted"
+ * everywhere (and no survivor on its host shoots it before it exits:
+ * fence.c).
+ *
+ * The answers keep one application node in the job however many ask at
+ * once. A member that is not leaving itself answers STAYING if it is an
+ * application node (a spare does not count: the application must keep a
+ * node), ACK otherwise; a member that is leaving itself answers NACK to a
+ * higher id (the lower id goes first) and ACK to a lower one. The node may
+ * go only with no NACK and at least one STAYING. That a member Y answered
+ * STAYING to X means Y took X's intent before Y set its own `leaving_self`
+ * (both under failure.lock), so X marked as leaving at Y is older than
+ * Y's own intent: if Y asks later, X answers it ACK or NACK, never
+ * STAYING. Following the STAYING answers of the nodes that go thus leads
+ * from each to a later asker or to one that never leaves, and the chain
+ * ends at a node that stays. A node refused sends LEAVE_CANCEL, and
+ * the members forget its intent. */
+enum { LEAVE_INTENT = 1, LEAVE_ACK = 2, LEAVE_STAYING = 3, LEAVE_NACK = 4, LEAVE_CANCEL = 5 };
+
+static void leave_send(uint8_t word)
+{
+    int node;
+
+    for (node = 0; node < failure.nodes; node++) {
+        if (node != failure.node && failure_member(node)) {
+            (void)rdma_am_send(failure.rdma, node, FAILURE_AM_LEAVE, &word, 1);
+        }
+    }
+}
+
+int failure_leave_ask(void)
+{
+    uint64_t deadline = clock_now_ns() + 2000000000ull;
+    struct timespec ts;
+    int node, missing = 1, staying = 0, refused = 0;
+
+    pthread_mutex_lock(&failure.lock);
+    failure.leaving_self = 1;
+    memset(failure.leave_answer, 0, (size_t)failure.nodes);
+    pthread_mutex_unlock(&failure.lock);
+    leave_send(LEAVE_INTENT);
+    pthread_mutex_lock(&failure.lock);
+    while (missing && clock_now_ns() < deadline) {
+        missing = 0;
+        for (node = 0; node < failure.nodes; node++) {
+            missing |= node != failure.node && failure_member(node) &&
+                       failure.leave_answer[node] == 0;
+        }
+        if (missing) {
+            failure_timespec_in(&ts, 10000000ull);
+            pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
+        }
+    }
+    for (node = 0; node < failure.nodes; node++) {
+        staying |= failure.leave_answer[node] == LEAVE_STAYING;
+        refused |= failure.leave_answer[node] == LEAVE_NACK;
+    }
+    if (refused || !staying) {
+        failure.leaving_self = 0;
+    }
+    pthread_mutex_unlock(&failure.lock);
+    if (refused || !staying) {
+        leave_send(LEAVE_CANCEL);
+        return refused ? FTSVM_ESTATE : FTSVM_ERANGE;
+    }
+    return FTSVM_OK;
+}
+
+void failure_leave_cancel(void)
+{
+    pthread_mutex_lock(&failure.lock);
+    failure.leaving_self = 0;
+    pthread_mutex_unlock(&failure.lock);
+    leave_send(LEAVE_CANCEL);
+}
+
+void failure_leave(void)
+{
+    uint8_t *target = calloc((size_t)failure.nodes, 1);
+    int node;
+
+    pthread_mutex_lock(&failure.lock);
+    if (target != NULL) {
+        memcpy(target, failure.target, (size_t)failure.nodes);
+    }
+    pthread_mutex_unlock(&failure.lock);
+    /* from here nothing is news here: the others' word that this node is
+     * removed is what it asked for, not a reason to fence */
+    atomic_store(&failure.quiescing, 1);
+    failure_heartbeat_stop();
+    if (target == NULL) {
+        return;   /* the others find it gone when it exits */
+    }
+    target[failure.node] = 1;
+    for (node = 0; node < failure.nodes; node++) {
+        if (node != failure.node && failure_member(node)) {
+            (void)rdma_am_send(failure.rdma, node, FAILURE_AM_VIEW, target,
+                               (size_t)failure.nodes);
+        }
+    }
+    (void)rdma_flush(failure.rdma, RDMA_ALL_PEERS);
+    free(target);
+}
+
+/* protocol thread: node src asks to leave, takes its intent back, or
+ * answers this node's intent */
+static void on_leave(void *arg, int src, const void *payload, size_t len)
+{
+    uint8_t word, answer = 0;
+
+    (void)arg;
+    (void)len;
+    memcpy(&word, payload, 1);
+    if (!failure_member(src)) {
+        return;
+    }
+    pthread_mutex_lock(&failure.lock);
+    if (word == LEAVE_CANCEL) {
+        atomic_store(&failure.leaving[src], 0);
+    } else if (word != LEAVE_INTENT) {
+        failure.leave_answer[src] = word;
+        pthread_cond_broadcast(&failure.cond);
+    } else if (failure.leaving_self && failure.node < src) {
+        answer = LEAVE_NACK;
+    } else {
+        atomic_store(&failure.leaving[src], 1);
+        answer = (!failure.leaving_self && failure.node < failure.app_nodes) ? LEAVE_STAYING
+                                                                            : LEAVE_ACK;
+    }
+    pthread_mutex_unlock(&failure.lock);
+    if (answer != 0) {
+        if (answer != LEAVE_NACK) {
+            ftsvm_info("node %d asks to leave the job", src);
+        }
+        (void)rdma_am_send(failure.rdma, src, FAILURE_AM_LEAVE, &answer, 1);
     }
 }
 
@@ -379,6 +531,7 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     failure.region = region;
     failure.node   = rdma_node(rdma);
     failure.nodes  = rdma_nodes(rdma);
+    failure.app_nodes = failure.nodes - (int)config->spares;
     failure.hb_interval_ns = (uint64_t)(config->hb_interval * 1e9);
     failure.hb_timeout_ns  = (uint64_t)(config->hb_timeout * 1e9);
     failure.quorum = config->quorum;
@@ -399,12 +552,18 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     free(failure.cause);
     free(failure.removed_in);
     free(failure.recovery_ns);
+    free((void *)failure.leaving);
+    free(failure.leave_answer);
+    failure.leaving     = calloc((size_t)failure.nodes, 1);
+    failure.leave_answer = calloc((size_t)failure.nodes, 1);
+    failure.leaving_self = 0;
     failure.target      = calloc((size_t)failure.nodes, 1);
     failure.removed     = calloc((size_t)failure.nodes, 1);
     failure.cause       = calloc((size_t)failure.nodes, sizeof(int));
     failure.removed_in  = calloc((size_t)failure.nodes, sizeof(uint64_t));
     failure.recovery_ns = calloc((size_t)failure.nodes, sizeof(uint64_t));
     if (failure.target == NULL || failure.removed == NULL || failure.cause == NULL ||
+        failure.leaving == NULL || failure.leave_answer == NULL ||
         failure.removed_in == NULL || failure.recovery_ns == NULL) {
         ftsvm_error("cannot allocate the membership tables");
         failure_fini();
@@ -412,6 +571,9 @@ int failure_init(const ftsvm_config_t *config, rdma_ctx_t *rdma, unsigned region
     }
     status = rdma_am_register(rdma, FAILURE_AM_VIEW, (size_t)failure.nodes,
                               (size_t)failure.nodes, on_view, NULL);
+    if (status == FTSVM_OK) {
+        status = rdma_am_register(rdma, FAILURE_AM_LEAVE, 1, 1, on_leave, NULL);
+    }
     if (status == FTSVM_OK) {
         status = rdma_on_peer_failure(rdma, on_peer_failed, NULL);
     }

@@ -164,7 +164,8 @@ int hlrc_free(void *p)
     if (p == NULL) {
         return FTSVM_OK;
     }
-    if ((uint8_t *)p < arenas || (uint8_t *)p >= arenas + (size_t)hlrc.nodes * alloc.arena_size) {
+    if ((uint8_t *)p < arenas ||
+        (uint8_t *)p >= arenas + (size_t)hlrc.app_nodes * alloc.arena_size) {
         ftsvm_error("ftsvm_free: %p does not come from ftsvm_malloc", p);
         return FTSVM_EINVAL;
     }
@@ -185,7 +186,7 @@ int hlrc_alloc_init(void)
 {
     memset(&alloc, 0, sizeof(alloc));
     alloc.collective_size = (hlrc.size / 2) & ~((size_t)HLRC_PAGE_SIZE - 1);
-    alloc.arena_size = ((hlrc.size - alloc.collective_size) / (size_t)hlrc.nodes) &
+    alloc.arena_size = ((hlrc.size - alloc.collective_size) / (size_t)hlrc.app_nodes) &
                       ~((size_t)HLRC_PAGE_SIZE - 1);
     alloc.arena_blocks = mmap(NULL, (alloc.arena_size / GRANULE) * sizeof(uint32_t),
                              PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,

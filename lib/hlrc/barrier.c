@@ -15,6 +15,13 @@
  *
  * A thread that returns while the others wait is no longer waited for
  * (hlrc_thread_left wakes them to count again).
+ *
+ * Eviction: a node that leaves after this barrier sets BARRIER_LEAVING in
+ * the epoch it writes in the barrier's last round. Every node sees it when
+ * it sees that slot's epoch, and tells lib/api before it returns (the
+ * plan of the hand-over must be made before anyone issues anything after
+ * the barrier). The flag makes that slot larger than any later epoch, so
+ * later barriers do not wait for the node that left.
  */
 #include "hlrc_int.h"
 #include "common/log.h"
@@ -26,6 +33,14 @@
 
 /* this node's barrier: the threads that arrived, and the leader among them
  * that runs the node's part */
+#define BARRIER_LEAVING (1ull << 63)
+
+static struct {
+    int  (*wants)(void);
+    void (*seen)(int node, uint64_t round);
+    void (*go)(void);
+} leave_hooks;
+
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t  cond;
@@ -34,7 +49,16 @@ static struct {
     uint64_t        epoch;     /* barriers completed by this node */
     uint64_t        round;     /* rounds of the slots (a checked barrier takes two) */
     int             status;
+    int             leaving;   /* this node said it leaves after this barrier */
 } bar;
+
+void hlrc_barrier_on_leave(int (*wants)(void), void (*seen)(int node, uint64_t round),
+                           void (*go)(void))
+{
+    leave_hooks.wants = wants;
+    leave_hooks.seen  = seen;
+    leave_hooks.go    = go;
+}
 
 static uint64_t *slot_here(int writer)
 {
@@ -42,10 +66,10 @@ static uint64_t *slot_here(int writer)
            (size_t)writer * (1u + (size_t)hlrc.nodes);
 }
 
-static int barrier_node(uint64_t epoch)
+static int barrier_node(uint64_t epoch, int last)
 {
     size_t words = 1u + (size_t)hlrc.nodes;
-    uint64_t offset = (uint64_t)hlrc.node * words * 8u, *slot, *merged;
+    uint64_t offset = (uint64_t)hlrc.node * words * 8u, *slot, *merged, word;
     int node, status, waiting;
     unsigned round = 0;
 
@@ -59,11 +83,13 @@ static int barrier_node(uint64_t epoch)
     }
     hlrc_vt_copy(merged + 1);
     merged[0] = epoch;
-    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+    bar.leaving = last && leave_hooks.wants != NULL && leave_hooks.wants();
+    word = epoch | (bar.leaving ? BARRIER_LEAVING : 0);
+    for (node = 0; node < hlrc.app_nodes && status == FTSVM_OK; node++) {
         if (node == hlrc.node) {
             slot = slot_here(node);
             memcpy(slot + 1, merged + 1, (size_t)hlrc.nodes * 8u);
-            __atomic_store_n(slot, epoch, __ATOMIC_RELEASE);
+            __atomic_store_n(slot, word, __ATOMIC_RELEASE);
         } else if (rdma_peer_alive(hlrc.rdma, node)) {
             status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset + 8u, merged + 1,
                               (size_t)hlrc.nodes * 8u);
@@ -74,9 +100,9 @@ static int barrier_node(uint64_t epoch)
     if (status == FTSVM_OK) {
         status = rdma_fence(hlrc.rdma);
     }
-    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+    for (node = 0; node < hlrc.app_nodes && status == FTSVM_OK; node++) {
         if (node != hlrc.node && rdma_peer_alive(hlrc.rdma, node)) {
-            status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset, &epoch, 8);
+            status = rdma_put(hlrc.rdma, node, HLRC_REGION_BARRIER, offset, &word, 8);
             status = (status == FTSVM_EPEER) ? FTSVM_OK : status;
         }
     }
@@ -87,7 +113,7 @@ static int barrier_node(uint64_t epoch)
     }
     do {
         waiting = 0;
-        for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+        for (node = 0; node < hlrc.app_nodes && status == FTSVM_OK; node++) {
             if (rdma_peer_alive(hlrc.rdma, node) &&
                 __atomic_load_n(slot_here(node), __ATOMIC_ACQUIRE) < epoch) {
                 waiting = 1;
@@ -98,7 +124,7 @@ static int barrier_node(uint64_t epoch)
             hlrc_backoff(&round);
         }
     } while (waiting && status == FTSVM_OK);
-    for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+    for (node = 0; node < hlrc.app_nodes && status == FTSVM_OK; node++) {
         int j;
 
         if (node == hlrc.node || !rdma_peer_alive(hlrc.rdma, node)) {
@@ -115,6 +141,13 @@ static int barrier_node(uint64_t epoch)
     }
     if (status == FTSVM_OK) {
         status = hlrc_acquire(merged + 1);
+    }
+    for (node = 0; node < hlrc.app_nodes && status == FTSVM_OK && last; node++) {
+        word = __atomic_load_n(slot_here(node), __ATOMIC_ACQUIRE);
+        if ((word & BARRIER_LEAVING) && (word & ~BARRIER_LEAVING) == epoch &&
+            leave_hooks.seen != NULL) {
+            leave_hooks.seen(node, epoch);
+        }
     }
     free(merged);
     stats_add(&hlrc.stats, HLRC_STAT_BARRIERS, 1);
@@ -133,13 +166,17 @@ int hlrc_barrier(void)
         if (!bar.leader && bar.arrived >= runtime_threads_running()) {
             bar.leader = 1;
             pthread_mutex_unlock(&bar.lock);
-            status = barrier_node(++bar.round);
+            status = barrier_node(++bar.round, !hlrc_checking_homes());
             if (status == FTSVM_OK && hlrc_checking_homes()) {
                 int ret;
 
                 status = hlrc_check_homes();
-                ret = barrier_node(++bar.round);   /* nobody writes while others check */
+                ret = barrier_node(++bar.round, 1);   /* nobody writes while others check */
                 status = (status == FTSVM_OK) ? ret : status;
+            }
+            if (status == FTSVM_OK && bar.leaving && leave_hooks.go != NULL) {
+                leave_hooks.go();   /* returns only if this node stays after all */
+                bar.leaving = 0;
             }
             pthread_mutex_lock(&bar.lock);
             bar.status  = status;

@@ -27,6 +27,7 @@ int hlrc_init(void)
     hlrc.rdma       = rt->rdma;
     hlrc.node       = rt->config.node;
     hlrc.nodes      = rt->config.nodes;
+    hlrc.app_nodes  = runtime_app_nodes(&rt->config);
     hlrc.ring_bytes = rt->config.notice_log;
     hlrc.interval   = 1;
     hlrc.replicated  = (replica_count() == 2);

@@ -26,6 +26,14 @@ void *hlrc_alloc(size_t bytes);
 void *hlrc_malloc(size_t bytes);
 int   hlrc_free(void *p);
 int   hlrc_barrier(void);
+/* Eviction at a barrier (lib/api): `wants` (on the node's leader, before
+ * it writes its slot in the barrier's last round) says whether this node
+ * leaves after this barrier; every node then learns it, before it returns
+ * from the barrier, through `seen` (the leaving node itself too); on the
+ * leaving node the leader calls `go`, which returns only if the node
+ * stays after all. */
+void  hlrc_barrier_on_leave(int (*wants)(void), void (*seen)(int node, uint64_t round),
+                            void (*go)(void));
 
 /* For the locks: close the node's interval and propagate its diffs (returns
  * when every earlier interval of the node is at the homes); merge a lock's

@@ -81,6 +81,7 @@ enum {
 typedef struct hlrc {
     rdma_ctx_t        *rdma;
     int                node, nodes;
+    int                app_nodes;     /* 0..app_nodes-1 run the application (the rest: spares) */
 
     /* shared region */
     uint8_t           *base;          /* application view */

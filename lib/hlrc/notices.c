@@ -197,7 +197,7 @@ static int ring_wait_for_space(uint64_t need)
 
     for (;;) {
         full = 0;
-        for (reader = 0; reader < hlrc.nodes; reader++) {
+        for (reader = 0; reader < hlrc.app_nodes; reader++) {
             if (reader == hlrc.node || !rdma_peer_alive(hlrc.rdma, reader)) {
                 continue;
             }
@@ -260,7 +260,7 @@ int hlrc_notices_publish(uint64_t interval, const uint32_t *pages, size_t npages
         memcpy(record + 8, &count, 4);
         memcpy(record + NOTICE_HDR, pages + done, n * 4u);
         status = ring_wait_for_space(len);
-        for (reader = 0; status == FTSVM_OK && reader < hlrc.nodes; reader++) {
+        for (reader = 0; status == FTSVM_OK && reader < hlrc.app_nodes; reader++) {
             if (reader != hlrc.node && rdma_peer_alive(hlrc.rdma, reader)) {
                 status = ring_put(reader, hlrc.ring_tail, record, len);
                 status = (status == FTSVM_EPEER) ? FTSVM_OK : status;   /* it left */
@@ -274,7 +274,7 @@ int hlrc_notices_publish(uint64_t interval, const uint32_t *pages, size_t npages
     }
     /* records before tails: a reader that sees a tail sees its records */
     status = rdma_fence(hlrc.rdma);
-    for (reader = 0; status == FTSVM_OK && reader < hlrc.nodes; reader++) {
+    for (reader = 0; status == FTSVM_OK && reader < hlrc.app_nodes; reader++) {
         if (reader != hlrc.node && rdma_peer_alive(hlrc.rdma, reader)) {
             status = rdma_put(hlrc.rdma, reader, HLRC_REGION_NOTICES, tails_offset(hlrc.node),
                               &hlrc.ring_tail, 8);

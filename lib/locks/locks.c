@@ -47,6 +47,21 @@ int locks_home(uint32_t id, int which)
     return replica_home(id, which);
 }
 
+int locks_held_here(unsigned except)
+{
+    lock_state_t *st;
+    int b, held = 0;
+
+    pthread_mutex_lock(&locks.mutex);
+    for (b = 0; b < BUCKETS && !held; b++) {
+        for (st = locks.buckets[b]; st != NULL && !held; st = st->next) {
+            held = st->id != except && (st->held || st->waiters > 0 || st->requested);
+        }
+    }
+    pthread_mutex_unlock(&locks.mutex);
+    return held;
+}
+
 /* ---- the region: queue records of the locks homed here, saved vts ---- */
 
 void locks_region_sizes(int nodes, size_t sizes[LOCKS_NREGIONS])

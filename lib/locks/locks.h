@@ -21,6 +21,9 @@ int  locks_init(unsigned region);
 void locks_fini(void);
 int  locks_acquire(unsigned lock);
 int  locks_release(unsigned lock);
+/* 1 while a thread of this node holds a lock other than `except`, or waits
+ * for one */
+int  locks_held_here(unsigned except);
 
 /* FTSVM_CHECK_HOMES: every lock this node is primary home of has the same
  * queue record at its secondary. Call where no lock request is in flight

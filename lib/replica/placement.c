@@ -11,6 +11,21 @@
  *
  * The markers of node P live at its backup, the next node after P.
  *
+ * Spares (FTSVM_SPARES, the last nodes of the job) home nothing at start:
+ * the table above is built over the application nodes 0..A-1 alone, and a
+ * spare's store is all headroom (period_stride free slots, at least the
+ * period_slots a failed node homed per period). Re-replication gives a new
+ * secondary to the member that homes the fewest rows, so after a failure
+ * the spare, homing none, takes the failed node's rows (its share, not
+ * more: the survivors' loads are equal and the spare's reaches theirs with
+ * the last of them). A spare replaces the failed node as a home, which is
+ * the directory migration of seed 001 done by the copy rather than by a
+ * hand-over: the rows it takes still have their surviving home as the
+ * primary, so memory and diff traffic per node are as before the failure
+ * (both homes of a row take every diff), and the primaries' fetches are
+ * spread over the survivors the way the failed node's were over it and
+ * them.
+ *
  * Headroom (FTSVM_HOME_HEADROOM): every home store has period_stride slots
  * per period, period_slots of them used at start; the rest take the new
  * secondaries re-replication puts on a node after a view change
@@ -33,27 +48,28 @@
 replica_placement_t replica_placement;
 
 int replica_placement_build(replica_placement_t *placement, int replicas, int nodes,
-                            size_t nblocks)
+                            int spares, size_t nblocks)
 {
-    size_t n = (size_t)nodes, spread, r, full, tail, *count = NULL, most = 0;
+    size_t n = (size_t)(nodes - spares), spread, r, full, tail, *count = NULL, most = 0;
     replica_placement_t p = { 0 };
-    int which, node;
+    int which, node, apps = nodes - spares;
 
     if (nodes < 1 || nodes > REPLICA_MAX_NODES || replicas < 1 || replicas > 2 ||
-        nblocks == 0) {
-        ftsvm_error("placement of %zu blocks with %d replicas over %d nodes is not possible",
-                    nblocks, replicas, nodes);
+        spares < 0 || apps < 1 || (spares > 0 && (apps < 2 || replicas < 2)) || nblocks == 0) {
+        ftsvm_error("placement of %zu blocks with %d replicas over %d nodes (%d of them "
+                    "spares) is not possible", nblocks, replicas, nodes, spares);
         return FTSVM_EINVAL;
     }
-    p.replicas = (nodes == 1) ? 1 : replicas;
+    p.replicas = (apps == 1) ? 1 : replicas;
     p.nodes    = nodes;
+    p.app_nodes = apps;
     spread     = (p.replicas == 1) ? 1 : ((n - 1 < REPLICA_MAX_OFFSETS) ? n - 1
                                                                         : REPLICA_MAX_OFFSETS);
     p.period   = n * spread;
     p.period_slots = (size_t)p.replicas * spread;
     p.period_stride = p.period_slots;
     p.rows   = calloc(p.period, sizeof(*p.rows));
-    p.backup = calloc(n, sizeof(int));
+    p.backup = calloc((size_t)nodes, sizeof(int));
     count    = calloc(n, sizeof(size_t));
     if (p.rows == NULL || p.backup == NULL || count == NULL) {
         ftsvm_error("cannot allocate a placement table of %zu rows", p.period);
@@ -76,15 +92,15 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
             row->slot[which] = (uint16_t)count[node]++;
         }
         if (r + 1 == tail) {   /* the busiest node's share of the partial period */
-            for (node = 0; node < nodes; node++) {
+            for (node = 0; node < apps; node++) {
                 most = (count[node] > most) ? count[node] : most;
             }
         }
     }
     p.slots_max = full * p.period_slots + most;
     p.slots_cap = p.slots_max;
-    for (node = 0; node < nodes; node++) {
-        p.backup[node] = (nodes == 1) ? -1 : (node + 1) % nodes;
+    for (node = 0; node < nodes; node++) {   /* a spare has no markers to keep */
+        p.backup[node] = (apps == 1 || node >= apps) ? -1 : (node + 1) % apps;
     }
     free(count);
     *placement = p;

@@ -93,7 +93,7 @@ int replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nbloc
     }
     atomic_store(&replica_any_gone, 0);
     status = replica_placement_build(&replica_placement, (int)config->replicas, nodes,
-                                     nblocks);
+                                     (int)config->spares, nblocks);
     if (status != FTSVM_OK) {
         return status;
     }

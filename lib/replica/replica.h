@@ -39,7 +39,8 @@ _Static_assert(sizeof(replica_row_t) == 8, "a placement row is one 64-bit word")
 
 typedef struct replica_placement {
     int            replicas;   /* 1 or 2 (2 needs 2 nodes) */
-    int            nodes;
+    int            nodes;      /* the job's, spares included */
+    int            app_nodes;  /* nodes 0..app_nodes-1 home the rows at start */
     size_t         period;     /* rows */
     size_t         period_slots;   /* blocks each node homes per period at start */
     size_t         period_stride;  /* slots per period in a home store: period_slots
@@ -52,11 +53,12 @@ typedef struct replica_placement {
 
 extern replica_placement_t replica_placement;
 
-/* Build the table for `nblocks` blocks over nodes 0..nodes-1 with the
- * configured FTSVM_REPLICAS; before the transport is up (it sizes the home
- * store). No headroom: period_stride = period_slots. */
+/* Build the table for `nblocks` blocks over nodes 0..nodes-spares-1 with
+ * the configured FTSVM_REPLICAS (the spares, the last nodes, home nothing
+ * at start); before the transport is up (it sizes the home store). No
+ * headroom: period_stride = period_slots. */
 int  replica_placement_build(replica_placement_t *placement, int replicas, int nodes,
-                             size_t nblocks);
+                             int spares, size_t nblocks);
 /* Give every home store `percent` more slots per period, for the secondaries
  * a view change moves onto the survivors (FTSVM_HOME_HEADROOM). */
 void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
@@ -195,6 +197,20 @@ int replica_on_copy(replica_copy_fn_t copy, replica_rows_fn_t changed);
  * after every survivor drained): from here until its copy ends, a release
  * or lock request on a planned row waits. */
 int replica_rereplicate_plan(const failure_change_t *change);
+
+/* Eviction (rereplicate.c): at the barrier round `round` where node
+ * `leaving` says it leaves, every member plans the rows it homes onto the
+ * others and their copy begins, while L is still a member and a home.
+ * FTSVM_ENOMEM (the same on every member): some row would keep one copy;
+ * nothing is copied and L stays. replica_evict_wait returns once every
+ * member names the new homes of a hand-over under way (FTSVM_OK; at once
+ * when there is none), or a view change abandoned the copy (FTSVM_EPEER):
+ * L waits for it before it leaves, every node at finalize before it stops
+ * the copies. replica_evict_ready: no copy is under way here
+ * and every member has the rows of the last plan (L may ask to leave). */
+int replica_evict_plan(int leaving, uint64_t round);
+int replica_evict_wait(void);
+int replica_evict_ready(void);
 
 /* Agreement on the rows after a view change (rows_agree.c), in the first
  * exchange of hlrc's recovery, where every survivor has drained: this

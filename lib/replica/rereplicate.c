@@ -74,7 +74,8 @@
 #include <unistd.h>
 
 /* active-message types of the module (hlrc 1..15, locks 16..31, failure 40..47) */
-enum { REPLICA_AM_ROW_DONE = 48, REPLICA_AM_ROW_ACK = 49, REPLICA_AM_ALL_DONE = 50 };
+enum { REPLICA_AM_ROW_DONE = 48, REPLICA_AM_ROW_ACK = 49, REPLICA_AM_ALL_DONE = 50,
+       REPLICA_AM_PLANNED = 51 };
 
 typedef struct row_done_msg {
     uint64_t view;
@@ -90,17 +91,20 @@ _Atomic uint8_t *replica_copying_rows;
 static struct {
     pthread_mutex_t  lock;
     pthread_cond_t   cond;
-    uint64_t         view;        /* the plan's view, 0: none in force */
+    uint64_t         id;          /* the plan in force (PLAN_ID), 0: none */
+    int              leaving;     /* the node an eviction plan takes out of every row, -1 */
     replica_copy_t  *plan;
     uint8_t         *done;        /* per plan entry */
     size_t           nplan, ndone, unplaced, lost;
     uint64_t         bytes;
+    uint64_t         landed;      /* of bytes: what the copies wrote to this node */
     uint64_t         detected_ns, start_ns;
     uint8_t         *acked;       /* per plan entry: its new secondary acked */
     size_t           nacked;
     uint64_t        *entry_bytes; /* per plan entry: what its copy wrote */
-    uint64_t        *all_done;    /* per node: the highest view it has every row of */
-    int              reported;    /* the event of rerep.view is logged */
+    uint64_t        *all_done;    /* per node: the highest plan it has every row of */
+    uint64_t        *planned;     /* per node: the highest eviction plan it has made */
+    int              reported;    /* the event of the plan is logged */
     int              stopped;     /* finalize: handlers do nothing any more */
     int              busy;        /* handlers of the module running now */
     pthread_t        thread;
@@ -136,10 +140,17 @@ static void copier_join(void);
 
 /* ---- the plan ---- */
 
+/* A plan's id: the view it was made in, and 0 for the plan of the view
+ * change itself or the barrier round of an eviction in that view. Ids rise
+ * with both; messages and "all done" words carry them. */
+#define PLAN_ID(view, round) (((uint64_t)(view) << 32) | ((uint64_t)(round) & 0xffffffffu))
+#define PLAN_VIEW(id)        ((id) >> 32)
+
+/* a home a row keeps: a member, and not the node an eviction takes out */
 static int live(int node)
 {
     return node >= 0 && !__atomic_load_n(&replica_gone[node], __ATOMIC_ACQUIRE) &&
-           failure_member(node);
+           failure_member(node) && node != rerep.leaving;
 }
 
 /* The new secondary of a row whose one live home is h: the member that
@@ -201,14 +212,13 @@ static void plan_rows(size_t *load)
     }
 }
 
-int replica_rereplicate_plan(const failure_change_t *change)
+/* Make plan `id` (every member makes the same one from the same placement
+ * and membership) and put its rows in the copying state. */
+static int plan_make(uint64_t id, uint64_t detected_ns)
 {
     const replica_placement_t *p = &replica_placement;
     size_t *load, i;
 
-    if (p->replicas < 2 || failure_members() < 2) {
-        return FTSVM_OK;
-    }
     load = calloc((size_t)p->nodes, sizeof(size_t));
     if (load == NULL) {
         return FTSVM_ENOMEM;
@@ -216,7 +226,7 @@ int replica_rereplicate_plan(const failure_change_t *change)
     copier_join();   /* an abandoned copy has seen the view change: it reads no plan */
     pthread_mutex_lock(&rerep.lock);
     rerep.nplan = rerep.ndone = rerep.unplaced = rerep.lost = 0;
-    rerep.bytes = 0;
+    rerep.bytes = rerep.landed = 0;
     rerep.nacked = 0;
     memset(rerep.acked, 0, p->period);
     rerep.reported = 0;
@@ -225,11 +235,27 @@ int replica_rereplicate_plan(const failure_change_t *change)
     for (i = 0; i < rerep.nplan; i++) {
         atomic_store(&replica_copying_rows[rerep.plan[i].row], 1);
     }
-    rerep.view = change->view;
-    rerep.detected_ns = change->detected_ns;
+    rerep.id = id;
+    rerep.detected_ns = detected_ns;
     atomic_store(&replica_any_copying, rerep.nplan > 0);
     pthread_mutex_unlock(&rerep.lock);
     free(load);
+    return FTSVM_OK;
+}
+
+int replica_rereplicate_plan(const failure_change_t *change)
+{
+    const replica_placement_t *p = &replica_placement;
+    int status;
+
+    if (p->replicas < 2 || failure_members() < 2) {
+        return FTSVM_OK;
+    }
+    rerep.leaving = -1;
+    status = plan_make(PLAN_ID(change->view, 0), change->detected_ns);
+    if (status != FTSVM_OK) {
+        return status;
+    }
     if (rerep.unplaced > 0) {
         ftsvm_error("view %llu: %zu placement rows keep one copy: no live node has a free "
                     "slot for a second (FTSVM_HOME_HEADROOM); a failure of their home loses "
@@ -245,19 +271,43 @@ int replica_rereplicate_plan(const failure_change_t *change)
 /* under rerep.lock: redundancy is back when every row of the plan is */
 static void report_redundancy(void)
 {
+    const replica_placement_t *p = &replica_placement;
     uint64_t now = clock_now_ns(), since = rerep.detected_ns ? rerep.detected_ns
                                                              : rerep.start_ns;
-    char line[512];
+    size_t r, homes = 0;
+    char line[640];
     ssize_t ignored;
 
+    for (r = 0; r < p->period; r++) {   /* the rows this node homes now */
+        replica_row_t row = replica_row_read(p, r);
+
+        homes += (row.home[0] == replica.node && live(row.home[0])) +
+                 (row.home[1] == replica.node && live(row.home[1]));
+    }
+    /* homes= and landed= say where the copies went: the rows of the period
+     * this node homes now, and the bytes the copies wrote here */
+    if (rerep.leaving >= 0) {
+        snprintf(line, sizeof(line),
+                 "ftsvm: node %d: node %d handed its homes over: %zu placement rows copied to "
+                 "new homes, %llu bytes in %.1f ms [ftsvm-event handover node=%d rows=%zu "
+                 "bytes=%llu ms=%.1f homes=%zu landed=%llu]\n", replica.node, rerep.leaving,
+                 rerep.nplan, (unsigned long long)rerep.bytes, (double)(now - since) / 1e6,
+                 rerep.leaving, rerep.nplan, (unsigned long long)rerep.bytes,
+                 (double)(now - since) / 1e6, homes, (unsigned long long)rerep.landed);
+        ignored = write(STDERR_FILENO, line, strlen(line));
+        (void)ignored;
+        return;
+    }
     snprintf(line, sizeof(line),
              "ftsvm: node %d: view %llu: redundancy restored: %zu placement rows copied to new "
              "homes, %llu bytes in %.1f ms, %.1f ms after the news [ftsvm-event redundancy "
-             "view=%llu rows=%zu bytes=%llu ms=%.1f]\n", replica.node,
-             (unsigned long long)rerep.view, rerep.nplan, (unsigned long long)rerep.bytes,
+             "view=%llu rows=%zu bytes=%llu ms=%.1f homes=%zu landed=%llu]\n", replica.node,
+             (unsigned long long)PLAN_VIEW(rerep.id), rerep.nplan,
+             (unsigned long long)rerep.bytes,
              (double)(now - (rerep.start_ns ? rerep.start_ns : since)) / 1e6,
-             (double)(now - since) / 1e6, (unsigned long long)rerep.view, rerep.nplan,
-             (unsigned long long)rerep.bytes, (double)(now - since) / 1e6);
+             (double)(now - since) / 1e6, (unsigned long long)PLAN_VIEW(rerep.id), rerep.nplan,
+             (unsigned long long)rerep.bytes, (double)(now - since) / 1e6, homes,
+             (unsigned long long)rerep.landed);
     ignored = write(STDERR_FILENO, line, strlen(line));
     (void)ignored;
 }
@@ -284,6 +334,7 @@ static void row_done_locked(size_t e, uint64_t bytes)
     rerep.done[e] = 1;
     rerep.ndone++;
     rerep.bytes += bytes;
+    rerep.landed += (c->to == replica.node) ? bytes : 0;
     pthread_cond_broadcast(&rerep.cond);
 }
 
@@ -303,12 +354,12 @@ static int redundancy_due_locked(void)
 {
     int node;
 
-    if (rerep.view == 0 || rerep.reported || rerep.ndone != rerep.nplan ||
+    if (rerep.id == 0 || rerep.reported || rerep.ndone != rerep.nplan ||
         rerep.nplan == 0 || rerep.unplaced != 0 || rerep.lost != 0) {
         return 0;
     }
     for (node = 0; node < replica.nodes; node++) {
-        if (failure_member(node) && rerep.all_done[node] < rerep.view) {
+        if (failure_member(node) && rerep.all_done[node] < rerep.id) {
             return 0;
         }
     }
@@ -362,7 +413,7 @@ static int row_done(uint64_t view, size_t e, uint64_t bytes)
     int last = 0, now = 0, due = 0;
 
     pthread_mutex_lock(&rerep.lock);
-    if (rerep.view == view && e < rerep.nplan && !rerep.done[e]) {
+    if (rerep.id == view && e < rerep.nplan && !rerep.done[e]) {
         now = 1;
         copy = rerep.plan[e];
         row_done_locked(e, bytes);
@@ -410,6 +461,37 @@ static void on_all_done(void *arg, int src, const void *payload, size_t len)
     handler_leave();
 }
 
+/* protocol thread: node src has made the eviction plan `id` (it may come
+ * before this node has) */
+static void on_planned(void *arg, int src, const void *payload, size_t len)
+{
+    uint64_t id;
+
+    (void)arg;
+    (void)len;
+    memcpy(&id, payload, sizeof(id));
+    pthread_mutex_lock(&rerep.lock);
+    if (src >= 0 && src < replica.nodes && rerep.planned[src] < id) {
+        rerep.planned[src] = id;
+        pthread_cond_broadcast(&rerep.cond);
+    }
+    pthread_mutex_unlock(&rerep.lock);
+}
+
+/* under rerep.lock: every member has made plan `id` (an eviction's: the
+ * members make it each in its barrier, not in one recovery step) */
+static int all_planned_locked(uint64_t id)
+{
+    int node;
+
+    for (node = 0; rerep.leaving >= 0 && node < replica.nodes; node++) {
+        if (node != replica.node && failure_member(node) && rerep.planned[node] < id) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* protocol thread: "row of entry e is copied" from its copier. At the new
  * secondary first (commit 0): it takes the row as a home (its lock records)
  * and acks, but its own releases and lock requests on the row still wait;
@@ -431,7 +513,7 @@ static void on_row_done(void *arg, int src, const void *payload, size_t len)
         return;
     }
     pthread_mutex_lock(&rerep.lock);
-    valid = (msg.view == rerep.view && msg.entry < rerep.nplan &&
+    valid = (msg.view == rerep.id && msg.entry < rerep.nplan &&
              rerep.plan[msg.entry].from == src &&
              (msg.commit || rerep.plan[msg.entry].to == replica.node));
     if (valid && !msg.commit) {
@@ -440,8 +522,8 @@ static void on_row_done(void *arg, int src, const void *payload, size_t len)
     }
     pthread_mutex_unlock(&rerep.lock);
     if (!valid) {
-        ftsvm_debug("dropped a row-done of view %llu from node %d", (unsigned long long)msg.view,
-                    src);
+        ftsvm_debug("dropped a row-done of view %llu from node %d",
+                    (unsigned long long)PLAN_VIEW(msg.view), src);
         handler_leave();
         return;
     }
@@ -463,7 +545,7 @@ static void on_row_ack(void *arg, int src, const void *payload, size_t len)
     (void)len;
     memcpy(&msg, payload, sizeof(msg));
     pthread_mutex_lock(&rerep.lock);
-    if (msg.view == rerep.view && msg.entry < rerep.nplan && rerep.plan[msg.entry].to == src &&
+    if (msg.view == rerep.id && msg.entry < rerep.nplan && rerep.plan[msg.entry].to == src &&
         !rerep.acked[msg.entry]) {
         rerep.acked[msg.entry] = 1;
         rerep.nacked++;
@@ -491,7 +573,7 @@ static void wait_a_while(void)
 
 static int plan_current(uint64_t view)
 {
-    return rerep.view == view && failure_view() == view;
+    return rerep.id == view && failure_view() == PLAN_VIEW(view);
 }
 
 /* This node's rows of the plan (`mine` of them) are at their new
@@ -503,6 +585,14 @@ static int announce_rows(uint64_t view, size_t mine)
     size_t e;
     int node, status = FTSVM_OK, due = 0;
 
+    /* nobody hears of a row before it has the plan (an eviction's plan is
+     * made in each member's barrier, at its own moment) */
+    pthread_mutex_lock(&rerep.lock);
+    while (!all_planned_locked(view) && plan_current(view)) {
+        wait_a_while();
+    }
+    status = plan_current(view) ? FTSVM_OK : FTSVM_EPEER;
+    pthread_mutex_unlock(&rerep.lock);
     for (e = 0; e < rerep.nplan && status == FTSVM_OK; e++) {
         const replica_copy_t *c = &rerep.plan[e];
         row_done_msg_t msg = { view, (uint32_t)e, 0, rerep.entry_bytes[e] };
@@ -583,16 +673,16 @@ static void *copier_main(void *arg)
         status = announce_rows(view, mine);
     }
     ftsvm_debug("view %llu: copied %zu rows, %llu bytes: puts %.2f ms, flush %.2f ms, "
-                "announced after %.2f ms", (unsigned long long)view, mine,
+                "announced after %.2f ms", (unsigned long long)PLAN_VIEW(view), mine,
                 (unsigned long long)copied, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
                 (double)(clock_now_ns() - t2) / 1e6);
     free(targets);
     if (status != FTSVM_OK && status != FTSVM_EPEER) {
         ftsvm_error("view %llu: copying placement rows to their new homes failed: %s",
-                    (unsigned long long)view, ftsvm_strerror(status));
+                    (unsigned long long)PLAN_VIEW(view), ftsvm_strerror(status));
     } else if (status == FTSVM_EPEER) {
         ftsvm_info("view %llu: a view change stopped the copy to new homes; the next view "
-                   "plans it again", (unsigned long long)view);
+                   "plans it again", (unsigned long long)PLAN_VIEW(view));
     }
     return NULL;
 }
@@ -605,26 +695,121 @@ static void copier_join(void)
     }
 }
 
-/* Recovery step, after the locks' rebuild (their records are final): the
- * copy of this node's rows begins. */
-static int copy_start(void *arg, const failure_change_t *change)
+/* The copy of this node's rows of plan `id` begins. */
+static int copier_start(uint64_t id)
 {
-    (void)arg;
     copier_join();
     pthread_mutex_lock(&rerep.lock);
-    if (rerep.view != change->view || rerep.nplan == 0) {
+    if (rerep.id != id || rerep.nplan == 0) {
         pthread_mutex_unlock(&rerep.lock);
         return FTSVM_OK;
     }
     rerep.start_ns = clock_now_ns();
     pthread_mutex_unlock(&rerep.lock);
-    if (pthread_create(&rerep.thread, NULL, copier_main,
-                       (void *)(uintptr_t)change->view) != 0) {
+    if (pthread_create(&rerep.thread, NULL, copier_main, (void *)(uintptr_t)id) != 0) {
         ftsvm_error("cannot start the thread that copies rows to their new homes");
         return FTSVM_ESYS;
     }
     rerep.thread_started = 1;
     return FTSVM_OK;
+}
+
+/* Recovery step, after the locks' rebuild (their records are final). */
+static int copy_start(void *arg, const failure_change_t *change)
+{
+    (void)arg;
+    return copier_start(PLAN_ID(change->view, 0));
+}
+
+/* ---- eviction: a node hands its rows over before it leaves ----
+ *
+ * At the barrier round where node L says it leaves (hlrc's barrier), every
+ * member, before it returns from that barrier, makes the same plan as
+ * after a failure of L, with L still a member: every row L homes gets a new
+ * home in its place (L does not count as a home the row keeps), the row's
+ * other home copies it there, and the row leaves L only with its commit.
+ * The conditions of a plan made in recovery hold there too: every release
+ * and lock request issued before the barrier is complete (each node
+ * released before it wrote its barrier slot, and every thread is in the
+ * barrier), and a node issues nothing after it before it has made the
+ * plan, so a release or lock request on a planned row waits for its copy
+ * as during re-replication. L's copy of the rows stays untouched, and it
+ * still serves as a home until the commit, so no row has one copy at any
+ * time. Once every member names every new home (the event), L leaves by a
+ * view change that removes it, in which no row names it any more. */
+
+int replica_evict_plan(int leaving, uint64_t round)
+{
+    const replica_placement_t *p = &replica_placement;
+    uint16_t *slots;
+    uint64_t id = PLAN_ID(failure_view(), round);
+    int node, status;
+
+    if (p->replicas < 2) {
+        return FTSVM_OK;   /* one home: nothing to hand over but the view change */
+    }
+    slots = malloc((size_t)p->nodes * sizeof(uint16_t));
+    if (slots == NULL) {
+        return FTSVM_ENOMEM;
+    }
+    memcpy(slots, replica_next_slot, (size_t)p->nodes * sizeof(uint16_t));
+    rerep.leaving = leaving;
+    status = plan_make(id, clock_now_ns());
+    if (status == FTSVM_OK && (rerep.unplaced > 0 || rerep.lost > 0)) {
+        /* every member finds the same: nobody copies, L stays */
+        pthread_mutex_lock(&rerep.lock);
+        ftsvm_error("node %d cannot leave: %zu placement rows would keep one copy (no member "
+                    "has a free slot for them, FTSVM_HOME_HEADROOM)", leaving,
+                    rerep.unplaced + rerep.lost);
+        while (rerep.nplan > 0) {
+            atomic_store(&replica_copying_rows[rerep.plan[--rerep.nplan].row], 0);
+        }
+        atomic_store(&replica_any_copying, 0);
+        rerep.id = 0;
+        rerep.leaving = -1;
+        memcpy(replica_next_slot, slots, (size_t)p->nodes * sizeof(uint16_t));
+        pthread_cond_broadcast(&rerep.cond);
+        pthread_mutex_unlock(&rerep.lock);
+        status = FTSVM_ENOMEM;
+    }
+    free(slots);
+    if (status != FTSVM_OK) {
+        return status;
+    }
+    for (node = 0; node < replica.nodes; node++) {
+        if (node != replica.node && failure_member(node)) {
+            (void)rdma_am_send(replica.rdma, node, REPLICA_AM_PLANNED, &id, sizeof(id));
+        }
+    }
+    return copier_start(id);
+}
+
+int replica_evict_wait(void)
+{
+    uint64_t id;
+    int status;
+
+    pthread_mutex_lock(&rerep.lock);
+    id = rerep.id;
+    while (rerep.leaving >= 0 && rerep.id == id && rerep.nplan > 0 && !rerep.reported &&
+           PLAN_VIEW(id) == failure_view()) {
+        wait_a_while();
+    }
+    /* EPEER: a view change abandoned it */
+    status = (rerep.id == id && (rerep.nplan == 0 || rerep.reported)) ? FTSVM_OK : FTSVM_EPEER;
+    pthread_mutex_unlock(&rerep.lock);
+    return status;
+}
+
+int replica_evict_ready(void)
+{
+    int ready;
+
+    pthread_mutex_lock(&rerep.lock);
+    ready = !atomic_load(&replica_any_copying) && rerep.leaving < 0 &&
+            (rerep.id == 0 || rerep.nplan == 0 || rerep.reported);
+    pthread_mutex_unlock(&rerep.lock);
+    return ready;
 }
 
 /* Adoption of a new view: a copy under way is abandoned, and what waits for
@@ -640,7 +825,8 @@ void replica_rereplicate_abandon(void)
         atomic_store(&replica_copying_rows[r], 0);
     }
     atomic_store(&replica_any_copying, 0);
-    rerep.view = 0;
+    rerep.id = 0;
+    rerep.leaving = -1;
     pthread_cond_broadcast(&rerep.cond);
     pthread_mutex_unlock(&rerep.lock);
     if (was) {
@@ -665,7 +851,7 @@ int replica_copy_target(size_t block)
     int to = -1;
 
     pthread_mutex_lock(&rerep.lock);
-    if (rerep.view != 0 && replica_copying_rows != NULL && atomic_load(&replica_copying_rows[r])) {
+    if (rerep.id != 0 && replica_copying_rows != NULL && atomic_load(&replica_copying_rows[r])) {
         for (e = 0; e < rerep.nplan && to < 0; e++) {
             if (rerep.plan[e].row == r) {
                 to = rerep.plan[e].to;
@@ -682,8 +868,8 @@ int replica_copies_wait(uint64_t timeout_ns)
     int status = FTSVM_OK;
 
     pthread_mutex_lock(&rerep.lock);
-    while (rerep.view != 0 && rerep.nplan > 0 && !rerep.reported && rerep.unplaced == 0 &&
-           rerep.lost == 0 && rerep.view == failure_view()) {
+    while (rerep.id != 0 && rerep.nplan > 0 && !rerep.reported && rerep.unplaced == 0 &&
+           rerep.lost == 0 && PLAN_VIEW(rerep.id) == failure_view()) {
         if (clock_now_ns() >= deadline) {
             status = FTSVM_ETIMEDOUT;
             break;
@@ -702,22 +888,25 @@ int replica_rereplicate_init(void)
     pthread_mutex_init(&rerep.lock, NULL);
     rerep.stopped = 0;
     rerep.busy = 0;
+    rerep.leaving = -1;
     pthread_cond_init(&rerep.cond, NULL);
     rerep.plan = calloc(p->period, sizeof(*rerep.plan));
     rerep.done = calloc(p->period, 1);
     replica_next_slot = calloc((size_t)p->nodes, sizeof(uint16_t));
     replica_copying_rows = calloc(p->period, 1);
     rerep.all_done = calloc((size_t)p->nodes, sizeof(uint64_t));
+    rerep.planned = calloc((size_t)p->nodes, sizeof(uint64_t));
     rerep.acked = calloc(p->period, 1);
     rerep.entry_bytes = calloc(p->period, sizeof(uint64_t));
     if (rerep.plan == NULL || rerep.done == NULL || replica_next_slot == NULL ||
-        replica_copying_rows == NULL || rerep.all_done == NULL || rerep.acked == NULL ||
+        replica_copying_rows == NULL || rerep.all_done == NULL || rerep.planned == NULL ||
+        rerep.acked == NULL ||
         rerep.entry_bytes == NULL) {
         ftsvm_error("cannot allocate the re-replication tables");
         return FTSVM_ENOMEM;
     }
-    for (node = 0; node < p->nodes; node++) {
-        replica_next_slot[node] = (uint16_t)p->period_slots;
+    for (node = 0; node < p->nodes; node++) {   /* a spare's store is all fresh */
+        replica_next_slot[node] = (uint16_t)(node < p->app_nodes ? p->period_slots : 0);
     }
     status = rdma_am_register(replica.rdma, REPLICA_AM_ROW_DONE, sizeof(row_done_msg_t),
                               sizeof(row_done_msg_t), on_row_done, NULL);
@@ -730,6 +919,10 @@ int replica_rereplicate_init(void)
                                   sizeof(uint64_t), on_all_done, NULL);
     }
     if (status == FTSVM_OK) {
+        status = rdma_am_register(replica.rdma, REPLICA_AM_PLANNED, sizeof(uint64_t),
+                                  sizeof(uint64_t), on_planned, NULL);
+    }
+    if (status == FTSVM_OK) {
         status = failure_on_recovery(30, copy_start, NULL);
     }
     return status;
@@ -738,7 +931,7 @@ int replica_rereplicate_init(void)
 void replica_stop_copies(void)
 {
     pthread_mutex_lock(&rerep.lock);
-    rerep.view = 0;
+    rerep.id = 0;
     rerep.stopped = 1;
     pthread_cond_broadcast(&rerep.cond);
     while (rerep.busy > 0) {
@@ -754,6 +947,7 @@ void replica_rereplicate_fini(void)
     free(rerep.plan);
     free(rerep.done);
     free(rerep.all_done);
+    free(rerep.planned);
     free(rerep.acked);
     free(rerep.entry_bytes);
     rerep.all_done = NULL;

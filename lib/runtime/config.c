@@ -38,6 +38,7 @@ static const char *const log_level_choices[] = {
     "error", "warn", "info", "debug", "trace", NULL
 };
 static const char *const transport_choices[] = { "ucx", "verbs", NULL };
+static const char *const evict_at_choices[] = { "batch", "barrier", NULL };
 
 #define FIELD(_f) offsetof(ftsvm_config_t, _f)
 
@@ -82,6 +83,15 @@ static const config_entry_t config_table[] = {
            "share at start, for the second copies it takes after failures (re-replication; "
            "address space, touched only where a copy lands)", home_headroom, CONFIG_UINT),
      .min = 0, .max = 10000},
+    {ENTRY("SPARES", "0", "the job's last K nodes are spares: they run no application code "
+           "(ftsvm_init does not return in them) and take the place of failed nodes as homes "
+           "(set by ftsvm-run --spares; under srun or mpirun, start N+K tasks)", spares,
+           CONFIG_UINT), .min = 0, .max = 65535},
+    {ENTRY("EVICT_AT", "batch", "where a node asked to leave (SIGUSR2, ftsvm-run --evict) "
+           "does: batch, at its next barrier or ftsvm_for batch boundary (its rows are copied "
+           "again after it left, as after a failure), or barrier, at its next barrier only "
+           "(its homes are handed over first: no row ever has one copy)", evict_at,
+           CONFIG_ENUM), .choices = evict_at_choices},
     {ENTRY("LOCK_ACK_DELAY_MS", "0", "tests: milliseconds a lock's secondary home waits before "
            "it acks a new requester to the holder", lock_ack_delay_ms, CONFIG_UINT),
      .min = 0, .max = 60000},

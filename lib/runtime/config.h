@@ -12,6 +12,11 @@ typedef enum {
     FTSVM_TRANSPORT_VERBS,
 } ftsvm_transport_t;
 
+typedef enum {
+    FTSVM_EVICT_AT_BATCH,      /* the first barrier or ftsvm_for batch boundary */
+    FTSVM_EVICT_AT_BARRIER,    /* barriers only: homes handed over before it leaves */
+} ftsvm_evict_at_t;
+
 typedef struct ftsvm_config {
     int      log_level;        /* ftsvm_log_level_t */
     int      stats;            /* bool */
@@ -28,6 +33,8 @@ typedef struct ftsvm_config {
     unsigned replicas;         /* homes per page: 1 or 2 */
     int      check_homes;      /* bool: compare both homes at every barrier */
     unsigned home_headroom;    /* percent more home-store slots, for new secondaries */
+    unsigned spares;           /* the job's last `spares` nodes are spare homes */
+    int      evict_at;         /* ftsvm_evict_at_t: where a node asked to leave does */
     unsigned lock_ack_delay_ms;   /* a lock's secondary waits before its ack (tests) */
     char     stop_at[64];      /* a release step at which a node stops itself (tests) */
     char     fault[64];        /* a point at which a node SIGKILLs itself (tests) */

@@ -153,6 +153,27 @@ static void runtime_process_self(runtime_process_t *self_p)
     }
 }
 
+/* FTSVM_SPARES against the job the bootstrap found */
+static int runtime_check_spares(const ftsvm_config_t *config)
+{
+    if (config->spares == 0) {
+        return FTSVM_OK;
+    }
+    if (runtime_app_nodes(config) < 2) {
+        ftsvm_error("FTSVM_SPARES=%u in a job of %d nodes: spares need at least 2 "
+                    "application nodes besides them (start N+%u nodes, N >= 2)",
+                    config->spares, config->nodes, config->spares);
+        return FTSVM_EINVAL;
+    }
+    if (config->replicas < 2) {
+        ftsvm_error("FTSVM_SPARES=%u with FTSVM_REPLICAS=1: a spare takes a failed node's "
+                    "place as a second home, and one home per page has none to restore",
+                    config->spares);
+        return FTSVM_EINVAL;
+    }
+    return FTSVM_OK;
+}
+
 int runtime_boot(void)
 {
     runtime_process_t self;
@@ -176,6 +197,10 @@ int runtime_boot(void)
     runtime.config.node  = runtime.boot->node;
     runtime.config.nodes = runtime.boot->nodes;
     ftsvm_log_set_node(runtime.config.node);
+    status = runtime_check_spares(&runtime.config);
+    if (status != FTSVM_OK) {
+        goto err_boot;
+    }
 
     runtime.processes = calloc((size_t)runtime.config.nodes, sizeof(*runtime.processes));
     if (runtime.processes == NULL) {
@@ -240,8 +265,9 @@ int runtime_connect(size_t nregions, const size_t *region_sizes)
 
 void runtime_up(void)
 {
-    ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node)", runtime.config.node,
-               runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads);
+    ftsvm_info("node %d of %d up (bootstrap %s, %u threads per node%s)", runtime.config.node,
+               runtime.config.nodes, runtime.boot->ops->name, runtime.config.threads,
+               runtime_is_spare(&runtime.config) ? ", a spare" : "");
     runtime.boot->starting = 0;
     atomic_store(&runtime_state, 2);
 }
@@ -314,7 +340,7 @@ int ftsvm_node(void)
 
 int ftsvm_nodes(void)
 {
-    return ftsvm_runtime() ? runtime.config.nodes : FTSVM_ESTATE;
+    return ftsvm_runtime() ? runtime_app_nodes(&runtime.config) : FTSVM_ESTATE;
 }
 
 int ftsvm_threads(void)
@@ -322,7 +348,7 @@ int ftsvm_threads(void)
     if (ftsvm_runtime() == NULL) {
         return FTSVM_ESTATE;
     }
-    return runtime.config.nodes * (int)runtime.config.threads;
+    return runtime_app_nodes(&runtime.config) * (int)runtime.config.threads;
 }
 
 int ftsvm_thread_id(void)

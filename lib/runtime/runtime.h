@@ -31,6 +31,20 @@ typedef struct ftsvm_runtime {
 /* NULL before ftsvm_init and after ftsvm_finalize. */
 ftsvm_runtime_t *ftsvm_runtime(void);
 
+/* Spares (FTSVM_SPARES) are the job's last nodes: ids app_nodes..nodes-1.
+ * They are homes like any node but run no application code, so whatever
+ * the application's threads take part in (barriers, write notices, arenas,
+ * loops, ids) spans the application nodes 0..app_nodes-1 only. */
+static inline int runtime_app_nodes(const ftsvm_config_t *config)
+{
+    return config->nodes - (int)config->spares;
+}
+
+static inline int runtime_is_spare(const ftsvm_config_t *config)
+{
+    return config->node >= runtime_app_nodes(config);
+}
+
 /* rdma_exchange_fn_t over the bootstrap (arg: bootstrap_t *). */
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
 /* FTSVM_FAULT at a start-up step: this node SIGKILLs itself if named */

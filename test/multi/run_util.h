@@ -171,4 +171,23 @@ static inline const char *run_text(const char *output)
                   _fault, (_r).code, run_text((_r).output));                          \
     } while (0)
 
+/* what node `node`'s redundancy event of `view` says: the bytes the copy
+ * wrote, the placement rows the node homes now, the bytes that landed on it */
+static inline int run_redundancy_event(const char *output, int node, int view,
+                                       unsigned long long *bytes_p,
+                                       unsigned long long *homes_p,
+                                       unsigned long long *landed_p)
+{
+    char tag[96];
+    const char *at;
+
+    snprintf(tag, sizeof(tag), "ftsvm: node %d: view %d: redundancy restored", node, view);
+    at = strstr(output, tag);
+    if (at == NULL || (at = strstr(at, "[ftsvm-event redundancy ")) == NULL) {
+        return 0;
+    }
+    return sscanf(at, "[ftsvm-event redundancy view=%*d rows=%*d bytes=%llu ms=%*f "
+                  "homes=%llu landed=%llu]", bytes_p, homes_p, landed_p) == 3;
+}
+
 #endif

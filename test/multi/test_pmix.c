@@ -6,36 +6,49 @@
 
 #include <criterion/criterion.h>
 
-/* mpirun with FTSVM_THREADS=2; `fault` (or NULL) is passed as FTSVM_FAULT
- * and `recovery` adds --enable-recovery (mpirun keeps the others running
- * when one process dies). */
-static run_result_t mpirun_with(const char *nodes, char *const app[], const char *fault,
-                                int recovery)
+/* mpirun with FTSVM_THREADS=2; `fault` (or NULL) is passed as FTSVM_FAULT,
+ * `spares` (or NULL) as FTSVM_SPARES, and `recovery` adds
+ * --enable-recovery (mpirun keeps the others running when one process
+ * dies). */
+static run_result_t mpirun_spares(const char *nodes, char *const app[], const char *fault,
+                                  int recovery, const char *spares)
 {
-    char *argv[20] = { "mpirun", "--oversubscribe", "-n", (char *)nodes, "-x", "FTSVM_THREADS",
+    char *argv[24] = { "mpirun", "--oversubscribe", "-n", (char *)nodes, "-x", "FTSVM_THREADS",
                        NULL };
-    char fault_var[128];
+    char fault_var[128], spares_var[64];
     char *env[] = { "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                    "FTSVM_THREADS=2", "FTSVM_RDV=", "FTSVM_SHARED_SIZE=16M", NULL, NULL };
-    int i, n = 6;
+                    "FTSVM_THREADS=2", "FTSVM_RDV=", "FTSVM_SHARED_SIZE=16M", NULL, NULL, NULL };
+    int i, n = 6, e = 5;
     run_result_t r;
 
     if (fault != NULL) {
         snprintf(fault_var, sizeof(fault_var), "FTSVM_FAULT=%s", fault);
-        env[5] = fault_var;
+        env[e++] = fault_var;
         argv[n++] = "-x";
         argv[n++] = "FTSVM_FAULT";
+    }
+    if (spares != NULL) {
+        snprintf(spares_var, sizeof(spares_var), "FTSVM_SPARES=%s", spares);
+        env[e++] = spares_var;
+        argv[n++] = "-x";
+        argv[n++] = "FTSVM_SPARES";
     }
     if (recovery) {
         argv[n++] = "--enable-recovery";
     }
-    for (i = 0; app[i] != NULL && n < 19; i++) {
+    for (i = 0; app[i] != NULL && n < 23; i++) {
         argv[n++] = app[i];
     }
     argv[n] = NULL;
     r = run_cmd(argv, env, 110);
     cr_log_info("%s", r.output);
     return r;
+}
+
+static run_result_t mpirun_with(const char *nodes, char *const app[], const char *fault,
+                                int recovery)
+{
+    return mpirun_spares(nodes, app, fault, recovery, NULL);
 }
 
 static run_result_t mpirun(const char *nodes, char *const app[])
@@ -72,4 +85,25 @@ Test(pmix, survivors_verify_after_a_kill_under_mpirun, .timeout = 120) {
     cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
     cr_assert(strstr(r.output, "removed=1") != NULL, "node 1 was not removed:\n%s", r.output);
     cr_assert_eq(run_count(r.output, "for_node: items verified on node 0"), 1, "%s", r.output);
+}
+
+/* Spares through PMIx: the last FTSVM_SPARES ranks. 3 application ranks
+ * and a spare; rank 1 SIGKILLs itself in the loop: the spare takes its
+ * rows (its redundancy event says it homes rank 1's share), the
+ * application saw 3 nodes, and the spare learns the end of the job from
+ * the application ranks (the bootstrap is detached) and exits 0. */
+Test(pmix, a_spare_takes_over_under_mpirun, .timeout = 120) {
+    char *const app[] = { NODE_DIR "/for_node", "items", "600", "5,7", "20000", NULL };
+    run_result_t r = mpirun_spares("4", app, "for-chunk:8@1", 1, "1");
+    unsigned long long bytes, homes, landed;
+
+    cr_assert(!r.timed_out, "timed out:\n%s", r.output);
+    cr_assert(r.exited && r.code == 0, "exit %d:\n%s", r.code, r.output);
+    cr_assert(strstr(r.output, "removed=1") != NULL, "rank 1 was not removed:\n%s", r.output);
+    /* 3 application nodes: a period of 3 x 2 rows, 4 homed by each */
+    cr_assert(run_redundancy_event(r.output, 3, 1, &bytes, &homes, &landed) && homes == 4 &&
+              bytes > 0 && landed == bytes, "the spare did not take rank 1's rows:\n%s",
+              r.output);
+    cr_assert(strstr(r.output, "(600 items, 2 calls, 3 nodes x 2 threads)") != NULL,
+              "the application saw the spare:\n%s", r.output);
 }

@@ -2,7 +2,7 @@
  * Node program of the ftsvm_for tests (test/multi/test_for.c). Uses only
  * include/ftsvm.h and libftsvm.so, as a user's program does.
  *
- *   for_node items N CHUNK[,CHUNK...] [SLEEP_US]
+ *   for_node items N CHUNK[,CHUNK...] [SLEEP_US [barriers]]
  *       one ftsvm_for over [0, N) per CHUNK size, in that order (each call is
  *       a new generation of the task table). Each item i does mine[i] += i + 1
  *       on a zeroed shared array of the call and all[i] += i + 1 on one
@@ -14,7 +14,9 @@
  *       lowest live node checks all[i] == calls * (i + 1) and that the chunk
  *       sizes sum to N per call, and prints "for_node: items verified". With
  *       SLEEP_US each chunk sleeps that long (failure tests kill a node
- *       mid-loop; then only the survivors check).
+ *       mid-loop; then only the survivors check); with "barriers" an
+ *       ftsvm_barrier follows every call (eviction at a barrier). Every view
+ *       change the application hears of is printed.
  *   for_node args
  *       bad arguments: chunk 0, fn NULL, ftsvm_for before ftsvm_init, an
  *       ftsvm_for inside a chunk; the library's lock ids are refused; n = 0
@@ -103,14 +105,15 @@ static void test_items(int argc, char **argv)
 {
     loop_t loops[MAX_CALLS];
     size_t n, nchunks, i, c, sum;
-    int calls = 0, k;
+    int calls = 0, k, barriers;
     long sleep_us;
     uint64_t *all;
     char *list, *tok, *save = NULL;
 
-    expect(argc >= 4, "usage: for_node items N CHUNK[,CHUNK...] [SLEEP_US]");
+    expect(argc >= 4, "usage: for_node items N CHUNK[,CHUNK...] [SLEEP_US [barriers]]");
     n = strtoull(argv[2], NULL, 10);
     sleep_us = argc > 4 ? atol(argv[4]) : 0;
+    barriers = argc > 5 && strcmp(argv[5], "barriers") == 0;   /* one after each call */
     all = n > 0 ? shared(n * sizeof(uint64_t)) : NULL;
     list = strdup(argv[3]);
     for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
@@ -131,6 +134,9 @@ static void test_items(int argc, char **argv)
         loop_t *loop = &loops[k];
 
         ok(ftsvm_for(loop->n, loop->chunk, item_chunk, loop));
+        if (barriers) {
+            ok(ftsvm_barrier());
+        }
         /* ftsvm_for returned: every chunk's writes are visible here */
         nchunks = n / loop->chunk + (n % loop->chunk != 0);
         for (c = 0; c < nchunks; c++) {
@@ -408,11 +414,20 @@ static void test_misuse(int argc, char **argv)
     ok(ftsvm_barrier());
 }
 
+/* what the application hears of view changes (spares never come up here) */
+static void on_view(unsigned view, int removed_node, void *arg)
+{
+    (void)arg;
+    printf("for_node %d: view %u: the application lost node %d\n", ftsvm_node(), view,
+           removed_node);
+}
+
 int main(int argc, char **argv)
 {
     expect(argc >= 2, "usage: for_node items|args|misuse ...");
     expect(ftsvm_for(4, 1, count_runs, NULL) == FTSVM_ESTATE, "ftsvm_for before ftsvm_init");
     ok(ftsvm_init(&argc, &argv));
+    ok(ftsvm_on_view_change(on_view, NULL));
     if (strcmp(argv[1], "items") == 0) {
         test_items(argc, argv);
     } else if (strcmp(argv[1], "args") == 0) {

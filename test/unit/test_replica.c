@@ -26,7 +26,7 @@ static void check_placement(int replicas, int nodes, size_t nblocks)
     uint8_t *used;
     int which, n;
 
-    cr_assert_eq(replica_placement_build(&p, replicas, nodes, nblocks), FTSVM_OK);
+    cr_assert_eq(replica_placement_build(&p, replicas, nodes, 0, nblocks), FTSVM_OK);
     cr_assert_eq(p.replicas, nodes == 1 ? 1 : replicas);
     as_primary = calloc((size_t)nodes, sizeof(size_t));
     as_secondary = calloc((size_t)nodes, sizeof(size_t));
@@ -98,14 +98,41 @@ Test(placement, every_block_has_two_distinct_balanced_homes_and_its_own_slots) {
 Test(placement, each_node_stores_about_two_shares_with_two_replicas) {
     replica_placement_t p;
 
-    cr_assert_eq(replica_placement_build(&p, 2, 4, 65536), FTSVM_OK);
+    cr_assert_eq(replica_placement_build(&p, 2, 4, 0, 65536), FTSVM_OK);
     cr_assert_eq(p.slots_max, 65536 / 2);
     replica_placement_free(&p);
-    cr_assert_eq(replica_placement_build(&p, 1, 4, 65536), FTSVM_OK);
+    cr_assert_eq(replica_placement_build(&p, 1, 4, 0, 65536), FTSVM_OK);
     cr_assert_eq(p.slots_max, 65536 / 4);
     replica_placement_free(&p);
-    cr_assert_eq(replica_placement_build(&p, 3, 4, 10), FTSVM_EINVAL);
-    cr_assert_eq(replica_placement_build(&p, 2, 0, 10), FTSVM_EINVAL);
+    cr_assert_eq(replica_placement_build(&p, 3, 4, 0, 10), FTSVM_EINVAL);
+    cr_assert_eq(replica_placement_build(&p, 2, 0, 0, 10), FTSVM_EINVAL);
+}
+
+Test(placement, spares_home_nothing_at_start_and_keep_no_markers) {
+    replica_placement_t p, q;
+    size_t r;
+    int n;
+
+    /* 4 application nodes and 2 spares: the rows are those of 4 nodes */
+    cr_assert_eq(replica_placement_build(&p, 2, 6, 2, 65536), FTSVM_OK);
+    cr_assert_eq(replica_placement_build(&q, 2, 4, 0, 65536), FTSVM_OK);
+    cr_assert_eq(p.nodes, 6);
+    cr_assert_eq(p.app_nodes, 4);
+    cr_assert_eq(p.period, q.period);
+    cr_assert_eq(p.slots_max, q.slots_max);
+    for (r = 0; r < p.period; r++) {
+        cr_assert_eq(memcmp(&p.rows[r], &q.rows[r], sizeof(p.rows[r])), 0, "row %zu", r);
+        cr_assert(p.rows[r].home[0] < 4 && p.rows[r].home[1] < 4, "row %zu", r);
+    }
+    for (n = 0; n < 6; n++) {
+        cr_assert_eq(p.backup[n], n < 4 ? (n + 1) % 4 : -1, "node %d", n);
+    }
+    replica_placement_free(&p);
+    replica_placement_free(&q);
+    /* spares need two application nodes and two homes per page */
+    cr_assert_eq(replica_placement_build(&p, 2, 2, 1, 10), FTSVM_EINVAL);
+    cr_assert_eq(replica_placement_build(&p, 1, 4, 1, 10), FTSVM_EINVAL);
+    cr_assert_eq(replica_placement_build(&p, 2, 4, 4, 10), FTSVM_EINVAL);
 }
 
 /* ---- the marker decision against a model of the propagation ---- */
