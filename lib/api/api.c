@@ -312,8 +312,12 @@ static void evict_go(void)
         return;
     }
     if (replica_evict_wait() != FTSVM_OK) {
-        ftsvm_warn("a view change stopped the hand-over of this node's homes: it leaves "
-                   "anyway, and the others copy its rows again as after a failure");
+        /* leaving now would leave the rows not yet handed over with one
+         * copy: it stays, a home as before, and asks at its next barrier */
+        ftsvm_info("a view change stopped the hand-over of this node's homes: it stays and "
+                   "asks to leave again at its next barrier");
+        failure_leave_cancel();
+        return;
     }
     evict_leave_now();
 }
