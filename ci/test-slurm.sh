@@ -12,6 +12,11 @@
 #            and another run's task is SIGKILLed from outside by its pid:
 #            the step is not cancelled, the survivors finish and verify,
 #            srun names the killed task and exits 137;
+#   start-up a task SIGKILLs itself at each step of start-up (FTSVM_FAULT
+#            boot-rendezvous, boot-addresses, boot-keys, boot-barrier) on 3
+#            and on 4 tasks, node 0 among the victims: the others start
+#            without it (it is absent from view 0), run the app and verify,
+#            as in check_failure;
 #   sbatch   examples/ftsvm.sbatch through sbatch --wait with a task killed:
 #            the same.
 # The cluster is started if it is not running and then stopped again (by
@@ -116,6 +121,21 @@ sleep 1.5
 [ -n "$victim" ] && kill -9 "$victim"
 wait "$srun_pid"
 check_failure "failure: SIGKILL of a task under srun" $?
+
+# ---- start-up ---------------------------------------------------------------
+# a task dies at each step of start-up: the others leave it out and start
+# without it (lib/runtime/rdv_serve.c). A task that dies before it joins
+# the rendezvous is left out at FTSVM_BOOT_TIMEOUT (short here); the others
+# at once, when their connection to it closes.
+points=(boot-rendezvous boot-addresses boot-keys boot-barrier)
+for tasks in 3 4; do
+  for ((i = 0; i < ${#points[@]}; i++)); do
+    victim=$(((i + tasks) % tasks))
+    FTSVM_BOOT_TIMEOUT=8 FTSVM_FAULT=${points[$i]}@$victim timeout 120 \
+      srun --mpi=pmix -n "$tasks" "$build/bench/jacobi" 128 10 >"$out" 2>&1
+    check_failure "start-up: ${points[$i]}" $? "$tasks" "$victim"
+  done
+done
 
 # ---- sbatch -----------------------------------------------------------------
 rm -f "$out"

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -100,33 +99,6 @@ static int run_raise_fd_limit(run_job_t *job)
     return FTSVM_OK;
 }
 
-static int run_make_key(char *hex)
-{
-    static const char digits[] = "0123456789abcdef";
-    uint8_t raw[RUN_KEY_BYTES];
-    size_t got = 0, i;
-    ssize_t n;
-
-    while (got < sizeof(raw)) {
-        n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            ftsvm_error("cannot make the job key: getrandom: %m");
-            return FTSVM_ESYS;
-        }
-        got += (size_t)n;
-    }
-    for (i = 0; i < sizeof(raw); i++) {
-        hex[2 * i] = digits[raw[i] >> 4];
-        hex[2 * i + 1] = digits[raw[i] & 0xf];
-    }
-    hex[2 * sizeof(raw)] = '\0';
-    explicit_bzero(raw, sizeof(raw));
-    return FTSVM_OK;
-}
-
 /* rdv_server_create's arguments, for run_netns_in_hub */
 typedef struct run_rdv_args {
     const char     *listen;
@@ -171,7 +143,7 @@ static int run_setup_options(run_job_t *job, int argc, char **argv, ftsvm_config
     if (run_open_std_fds() < 0) {
         return FTSVM_ESYS;   /* with fds 0-2 closed there is nobody to tell */
     }
-    if (run_raise_fd_limit(job) != FTSVM_OK || run_make_key(job->key) != FTSVM_OK) {
+    if (run_raise_fd_limit(job) != FTSVM_OK || rdv_make_key(job->key) != FTSVM_OK) {
         return FTSVM_ESYS;
     }
     if (job->opts.report != NULL) {

@@ -11,7 +11,7 @@
 #ifndef FTSVM_RUN_H
 #define FTSVM_RUN_H
 
-#include "rdv_server.h"
+#include "runtime/rdv_server.h"
 #include "run_events.h"
 #include "run_netns.h"
 
@@ -21,7 +21,6 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#define RUN_KEY_BYTES     32
 #define RUN_LINE_MAX      (64u << 10)  /* a longer line is split */
 #define RUN_OUT_CAP       (4 * RUN_LINE_MAX)
 /* After a node has exited, how long a process it left behind (which holds
@@ -99,7 +98,7 @@ typedef struct run_job {
     run_node_t   *nodes;
     rdv_server_t *rdv;
     run_netns_t  *netns;            /* --netns */
-    char          key[2 * RUN_KEY_BYTES + 1];
+    char          key[2 * RDV_KEY_BYTES + 1];
     pid_t         launcher_pid;
     uint64_t      start_ns;
     int           sig_fd;

@@ -154,10 +154,19 @@ int rdma_ucx_live_start(rdma_ctx_t *ctx)
     ucx->live.started = 1;
     pthread_setname_np(ucx->live.thread, "ftsvm-live");   /* for top -H and /proc */
     for (node = 0; node < ctx->nodes; node++) {
-        if (!ucx->peers[node].live_used) {
+        rdma_ucx_peer_t *p = &ucx->peers[node];
+        ucs_status_ptr_t request;
+
+        if (!p->live_used) {
             continue;
         }
-        status = rdma_ucx_live_wait(ucp_ep_flush_nbx(ucx->peers[node].live_ep, &param));
+        /* the liveness thread's error callback closes the endpoint of a
+         * peer that died meanwhile (and sets it NULL) under the write lock */
+        pthread_rwlock_rdlock(&p->ep_lock);
+        request = (p->live_ep != NULL) ? ucp_ep_flush_nbx(p->live_ep, &param)
+                                       : UCS_STATUS_PTR(UCS_ERR_ENDPOINT_TIMEOUT);
+        pthread_rwlock_unlock(&p->ep_lock);
+        status = rdma_ucx_live_wait(request);
         if (rdma_status_from_ucs(status) == FTSVM_EPEER) {
             /* it died during start-up: the next start-up round finds it
              * missing, and the job starts without it */

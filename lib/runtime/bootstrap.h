@@ -44,6 +44,11 @@ struct bootstrap {
 int  bootstrap_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
 int  bootstrap_rdv_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
 int  bootstrap_pmix_create(const ftsvm_config_t *config, bootstrap_t **boot_p);
+/* Join the rendezvous at addr ("host:port") with the job key as node `node`
+ * of `nodes`; detachable: the connection closes at bootstrap_detach (the
+ * rendezvous serves the start-up only, rdv_serve.c). */
+int  bootstrap_rdv_join(const char *addr, const char *key, int node, int nodes,
+                        double boot_timeout, int detachable, bootstrap_t **boot_p);
 
 static inline int bootstrap_allgather(bootstrap_t *boot, const void *mine, size_t len,
                                       void *all, uint8_t *present)

@@ -1,4 +1,5 @@
-/* Client of ftsvm-run's built-in rendezvous (wire format in rdv_wire.h).
+/* Client of the built-in rendezvous (wire format in rdv_wire.h): ftsvm-run's,
+ * or under a PMIx launcher node 0's (rdv_serve.c, bootstrap_pmix.c).
  * Every wait is bounded by FTSVM_BOOT_TIMEOUT during start-up; a barrier
  * after start-up waits as long as the slowest live node. */
 #include "bootstrap.h"
@@ -17,6 +18,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* The rendezvous leaves out who has not joined at FTSVM_BOOT_TIMEOUT,
+ * counted from its own start, which can be only a moment before this
+ * node's wait began (under PMIx node 0 starts it just before it joins): a
+ * node waits that long and a margin more, so that the rendezvous' decision
+ * reaches it before its own timeout does. */
+#define RDV_DEADLINE_MARGIN_S 5.0
 
 typedef struct bootstrap_rdv {
     bootstrap_t super;
@@ -40,8 +48,9 @@ static int rdv_io(bootstrap_rdv_t *rdv, int out, void *buf, size_t len,
         if (deadline_ns != 0) {
             now = clock_now_ns();
             if (now >= deadline_ns) {
-                ftsvm_error("rendezvous timed out after %.1f s (FTSVM_BOOT_TIMEOUT): "
-                            "not every node joined", rdv->boot_timeout);
+                ftsvm_error("rendezvous timed out after %.1f s (FTSVM_BOOT_TIMEOUT and "
+                            "a margin): not every node joined, and the rendezvous did not "
+                            "answer", rdv->boot_timeout + RDV_DEADLINE_MARGIN_S);
                 return FTSVM_ETIMEDOUT;
             }
             timeout_ms = (int)((deadline_ns - now) / 1000000 + 1);
@@ -66,7 +75,7 @@ static int rdv_io(bootstrap_rdv_t *rdv, int out, void *buf, size_t len,
             return FTSVM_EBOOT;
         }
         if (n == 0) {
-            ftsvm_error("the launcher closed the rendezvous connection");
+            ftsvm_error("the rendezvous server closed the connection");
             return FTSVM_EBOOT;
         }
         p += n;
@@ -80,7 +89,7 @@ static uint64_t rdv_deadline(bootstrap_rdv_t *rdv)
     if (rdv->started) {
         return 0;
     }
-    return clock_now_ns() + (uint64_t)(rdv->boot_timeout * 1e9);
+    return clock_now_ns() + (uint64_t)((rdv->boot_timeout + RDV_DEADLINE_MARGIN_S) * 1e9);
 }
 
 static int rdv_send(bootstrap_rdv_t *rdv, uint16_t type, const void *payload,
@@ -195,13 +204,33 @@ static void rdv_destroy(bootstrap_t *boot)
 {
     bootstrap_rdv_t *rdv = (bootstrap_rdv_t *)boot;
 
-    close(rdv->fd);
+    if (rdv->fd >= 0) {
+        close(rdv->fd);
+    }
     free(rdv);
+}
+
+/* Under PMIx the rendezvous is node 0's, for the start-up only
+ * (rdv_serve.c): the node closes its connection once the job is up. */
+static int rdv_detach(bootstrap_t *boot)
+{
+    bootstrap_rdv_t *rdv = (bootstrap_rdv_t *)boot;
+
+    close(rdv->fd);
+    rdv->fd = -1;
+    return FTSVM_OK;
 }
 
 static const bootstrap_ops_t rdv_ops = {
     .name      = "ftsvm-run",
     .allgather = rdv_allgather,
+    .destroy   = rdv_destroy,
+};
+
+static const bootstrap_ops_t rdv_pmix_ops = {
+    .name      = "pmix",
+    .allgather = rdv_allgather,
+    .detach    = rdv_detach,
     .destroy   = rdv_destroy,
 };
 
@@ -251,40 +280,29 @@ static int rdv_connect(const char *addr, int *fd_p)
     return FTSVM_OK;
 }
 
-int bootstrap_rdv_create(const ftsvm_config_t *config, bootstrap_t **boot_p)
+int bootstrap_rdv_join(const char *addr, const char *key, int node, int nodes,
+                       double boot_timeout, int detachable, bootstrap_t **boot_p)
 {
     bootstrap_rdv_t *rdv;
     rdv_hdr_t hdr;
     void *payload = NULL;
     int status;
 
-    if (config->node < 0 || config->nodes <= 0 || config->node >= config->nodes) {
-        ftsvm_error("FTSVM_RDV is set but FTSVM_NODE %d / FTSVM_NODES %d are not a "
-                    "valid id and job size (start the program with ftsvm-run)",
-                    config->node, config->nodes);
-        return FTSVM_EBOOT;
-    }
-    if (config->job_key[0] == '\0') {
-        ftsvm_error("FTSVM_RDV is set but FTSVM_JOB_KEY is not (start the program "
-                    "with ftsvm-run)");
-        return FTSVM_EBOOT;
-    }
     rdv = calloc(1, sizeof(*rdv));
     if (rdv == NULL) {
         ftsvm_error("cannot allocate the rendezvous client");
         return FTSVM_ENOMEM;
     }
-    rdv->super.ops    = &rdv_ops;
-    rdv->super.node   = config->node;
-    rdv->super.nodes  = config->nodes;
-    rdv->boot_timeout = config->boot_timeout;
+    rdv->super.ops    = detachable ? &rdv_pmix_ops : &rdv_ops;
+    rdv->super.node   = node;
+    rdv->super.nodes  = nodes;
+    rdv->boot_timeout = boot_timeout;
 
-    status = rdv_connect(config->rdv, &rdv->fd);
+    status = rdv_connect(addr, &rdv->fd);
     if (status != FTSVM_OK) {
         goto err_free;
     }
-    status = rdv_send(rdv, RDV_HELLO, config->job_key, (uint32_t)strlen(config->job_key),
-                      rdv_deadline(rdv));
+    status = rdv_send(rdv, RDV_HELLO, key, (uint32_t)strlen(key), rdv_deadline(rdv));
     if (status != FTSVM_OK) {
         goto err_close;
     }
@@ -301,4 +319,21 @@ err_close:
 err_free:
     free(rdv);
     return status;
+}
+
+int bootstrap_rdv_create(const ftsvm_config_t *config, bootstrap_t **boot_p)
+{
+    if (config->node < 0 || config->nodes <= 0 || config->node >= config->nodes) {
+        ftsvm_error("FTSVM_RDV is set but FTSVM_NODE %d / FTSVM_NODES %d are not a "
+                    "valid id and job size (start the program with ftsvm-run)",
+                    config->node, config->nodes);
+        return FTSVM_EBOOT;
+    }
+    if (config->job_key[0] == '\0') {
+        ftsvm_error("FTSVM_RDV is set but FTSVM_JOB_KEY is not (start the program "
+                    "with ftsvm-run)");
+        return FTSVM_EBOOT;
+    }
+    return bootstrap_rdv_join(config->rdv, config->job_key, config->node, config->nodes,
+                              config->boot_timeout, 0, boot_p);
 }

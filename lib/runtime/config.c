@@ -113,6 +113,9 @@ static const config_entry_t config_table[] = {
      .min = -1, .max = 65535},
     {ENTRY("NODES", "-1", "number of nodes in the job (set by ftsvm-run)", nodes, CONFIG_INT),
      .min = -1, .max = 65536},
+    {ENTRY("BOOT_ADDR", "", "under srun / mpirun: the address (host name or IP) on which "
+           "node 0 serves the start-up rendezvous; empty: its host name",
+           boot_addr, CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->boot_addr)},
     {ENTRY("RDV", "", "host:port of the job's rendezvous (set by ftsvm-run)", rdv,
            CONFIG_STRING), .size = sizeof(((ftsvm_config_t *)0)->rdv)},
     {ENTRY("JOB_KEY", "", "the job's rendezvous key (set by ftsvm-run; never printed)",

@@ -41,6 +41,7 @@ typedef struct ftsvm_config {
     double   hb_interval;      /* seconds between heartbeat reads of every peer */
     double   hb_timeout;       /* seconds of a stopped heartbeat before suspicion */
     int      quorum;           /* bool: a node cut off from most of the view fences itself */
+    char     boot_addr[128];   /* under PMIx: where node 0's rendezvous listens ("": its host) */
     /* set by ftsvm-run for each node */
     int      node;             /* -1: not set */
     int      nodes;            /* -1: not set */

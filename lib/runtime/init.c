@@ -42,17 +42,22 @@ ftsvm_runtime_t *ftsvm_runtime(void)
  * real failure. */
 void runtime_boot_fault(const char *point)
 {
+    runtime_boot_fault_as(point, runtime.config.node);
+}
+
+void runtime_boot_fault_as(const char *point, int node)
+{
     const char *spec = runtime.config.fault;
     size_t len = strlen(point);
     char line[128];
     int n;
 
     if (strncmp(spec, point, len) != 0 || spec[len] != '@' ||
-        atoi(spec + len + 1) != runtime.config.node || runtime.config.node < 0) {
+        atoi(spec + len + 1) != node || node < 0) {
         return;
     }
     n = snprintf(line, sizeof(line), "ftsvm: node %d: FTSVM_FAULT: killing itself at %s\n",
-                 runtime.config.node, point);
+                 node, point);
     if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
         /* it dies anyway */
     }

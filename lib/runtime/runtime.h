@@ -49,6 +49,9 @@ static inline int runtime_is_spare(const ftsvm_config_t *config)
 int runtime_exchange(void *arg, const void *mine, size_t len, void *all);
 /* FTSVM_FAULT at a start-up step: this node SIGKILLs itself if named */
 void runtime_boot_fault(const char *point);
+/* the same before the node knows its id from the configuration (PMIx:
+ * bootstrap_pmix.c, as it joins the rendezvous) */
+void runtime_boot_fault_as(const char *point, int node);
 
 /* Transport parameters from the configuration and bootstrap of `rt`: all
  * but the regions and the UCX transport list, which the caller adds. */

@@ -87,6 +87,31 @@ Test(pmix, survivors_verify_after_a_kill_under_mpirun, .timeout = 120) {
     cr_assert_eq(run_count(r.output, "for_node: items verified on node 0"), 1, "%s", r.output);
 }
 
+/* A rank dies during start-up (after the key exchange, FTSVM_FAULT
+ * boot-keys): the start-up rounds go through node 0's rendezvous, not
+ * PMIx_Fence (lib/runtime/rdv_serve.c), so the others start without it,
+ * with the rank absent from the first view, and every item is processed
+ * once by the survivors. Rank 0 serves the rendezvous: it is the victim of
+ * the second case, killed in the first barrier, and the others go on. */
+Test(pmix, a_rank_lost_in_start_up_is_left_out_under_mpirun, .timeout = 120) {
+    char *const app[] = { NODE_DIR "/for_node", "items", "600", "5,7", "2000", NULL };
+    static const char *const faults[] = { "boot-keys@2", "boot-barrier@0" };
+    static const char *const removed[] = { "removed=2 cause=start-up",
+                                           "removed=0 cause=start-up" };
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        run_result_t r = mpirun_with("4", app, faults[i], 1);
+
+        cr_assert(!r.timed_out, "%s: timed out:\n%s", faults[i], r.output);
+        cr_assert(r.exited && r.code == 0, "%s: exit %d:\n%s", faults[i], r.code, r.output);
+        cr_assert(strstr(r.output, removed[i]) != NULL, "%s: not left out at start-up:\n%s",
+                  faults[i], r.output);
+        cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1, "%s: %s",
+                     faults[i], r.output);
+    }
+}
+
 /* Spares through PMIx: the last FTSVM_SPARES ranks. 3 application ranks
  * and a spare; rank 1 SIGKILLs itself in the loop: the spare takes its
  * rows (its redundancy event says it homes rank 1's share), the

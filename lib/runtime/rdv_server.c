@@ -23,7 +23,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "ftsvm.h"
-#include "runtime/rdv_wire.h"
+#include "rdv_wire.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -34,11 +34,39 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- the interface ---- */
+
+int rdv_make_key(char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t raw[RDV_KEY_BYTES];
+    size_t got = 0, i;
+    ssize_t n;
+
+    while (got < sizeof(raw)) {
+        n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            ftsvm_error("cannot make the job key: getrandom: %m");
+            return FTSVM_ESYS;
+        }
+        got += (size_t)n;
+    }
+    for (i = 0; i < sizeof(raw); i++) {
+        hex[2 * i] = digits[raw[i] >> 4];
+        hex[2 * i + 1] = digits[raw[i] & 0xf];
+    }
+    hex[2 * sizeof(raw)] = '\0';
+    explicit_bzero(raw, sizeof(raw));
+    return FTSVM_OK;
+}
 
 static int rdv_listen(rdv_server_t *server, const char *addr)
 {
@@ -347,6 +375,31 @@ void rdv_server_on_node_exit(rdv_server_t *server, int node, int wait_status)
                     (unsigned long long)server->round);
     }
     rdv_round_try_complete(server);
+}
+
+int rdv_server_idle(const rdv_server_t *server)
+{
+    size_t i;
+
+    if (!server->booted && !server->failed) {
+        return 0;
+    }
+    for (i = 0; i < server->conn_count; i++) {
+        if (server->conns[i]->fd >= 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int rdv_server_failed(const rdv_server_t *server)
+{
+    return server->failed != 0;
+}
+
+int rdv_server_listen_fd(const rdv_server_t *server)
+{
+    return server->listen_fd;
 }
 
 unsigned rdv_server_refused(const rdv_server_t *server)

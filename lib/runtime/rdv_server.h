@@ -1,4 +1,6 @@
-/* The launcher side of the built-in rendezvous (lib/runtime/rdv_wire.h).
+/* The server side of the built-in rendezvous (lib/runtime/rdv_wire.h). Two
+ * run it: ftsvm-run, and under a PMIx launcher (srun, mpirun) a process that
+ * node 0 starts for the length of the start-up (rdv_serve.c).
  *
  * The server owns its sockets and nothing else: it never starts, waits for or
  * kills a process. ftsvm-run drives it from its poll loop and tells it when a
@@ -18,6 +20,11 @@
 #include <stdint.h>
 
 typedef struct rdv_server rdv_server_t;
+
+/* A job key: RDV_KEY_BYTES random bytes as hex digits, NUL-terminated, into
+ * hex[2 * RDV_KEY_BYTES + 1]. FTSVM_ESYS (logged) if no randomness. */
+#define RDV_KEY_BYTES 32
+int rdv_make_key(char *hex);
 
 /* Listen on `addr` (a host name or address; the port is ephemeral) for the
  * `nodes` nodes of a job whose HELLO must carry `key`. The start-up deadline,
@@ -54,6 +61,16 @@ void rdv_server_run_timers(rdv_server_t *server, uint64_t now_ns);
  * before every node has joined this fails the start-up for all, after that
  * the node is absent from the pending and later rounds. */
 void rdv_server_on_node_exit(rdv_server_t *server, int node, int wait_status);
+
+/* The start-up is over (every node joined or was left out, or it failed)
+ * and no connection is open any more: nothing is left to serve. */
+int rdv_server_idle(const rdv_server_t *server);
+
+/* The start-up failed (every node got the error). */
+int rdv_server_failed(const rdv_server_t *server);
+
+/* The listening socket (to keep it open across a fork). */
+int rdv_server_listen_fd(const rdv_server_t *server);
 
 /* Connections refused so far (bad HELLO, no HELLO in time, too many). */
 unsigned rdv_server_refused(const rdv_server_t *server);

@@ -7,7 +7,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "ftsvm.h"
-#include "runtime/rdv_wire.h"
+#include "rdv_wire.h"
 
 #include <errno.h>
 #include <netdb.h>

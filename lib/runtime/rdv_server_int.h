@@ -11,7 +11,7 @@
 #define FTSVM_RDV_SERVER_INT_H
 
 #include "rdv_server.h"
-#include "runtime/rdv_wire.h"
+#include "rdv_wire.h"
 
 #include <stddef.h>
 #include <stdint.h>
