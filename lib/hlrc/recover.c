@@ -15,7 +15,8 @@
  *      half written anywhere;
  *   4. each survivor repairs the pages it is primary of that F's intervals
  *      after lastRelease(F) touched (from F's write notices, which reach
- *      every node before any diff): replica_resolve decides between rolling
+ *      every application node before any diff; the members' lists are
+ *      gathered, since a spare gets none, repair_pages): replica_resolve decides between rolling
  *      the primary back to the secondary's copy (case 1), completing the
  *      interval at the primary and copying it to the secondary (case 2), and
  *      copying the primary to the secondary (phase 2 interrupted);
@@ -280,14 +281,122 @@ static int agree_on_rows(const failure_change_t *change)
     return status;
 }
 
+/* The pages that F's intervals after lastRelease(F) touched, from this
+ * node's write notices: per removed node, in removed_now order, a count and
+ * the pages (a gather piece; *len_p its bytes). */
+static int touched_pages(const failure_change_t *change, const uint64_t *lasts, uint32_t **blob_p,
+                         size_t *len_p)
+{
+    uint32_t *blob = NULL, *grown, *pages;
+    size_t used = 0, n;
+    int f, k, status = FTSVM_OK;
+
+    for (k = 0; (f = change->removed_now[k]) >= 0 && status == FTSVM_OK; k++) {
+        pages = NULL;
+        n = 0;
+        if (lasts[k] != UINT64_MAX) {
+            status = hlrc_notices_pages_after(f, lasts[k], &pages, &n);
+        }
+        grown = (status == FTSVM_OK) ? realloc(blob, (used + 1 + n) * 4u) : NULL;
+        if (grown == NULL) {
+            free(pages);
+            status = (status == FTSVM_OK) ? FTSVM_ENOMEM : status;
+            break;
+        }
+        blob = grown;
+        blob[used++] = (uint32_t)n;
+        if (n > 0) {
+            memcpy(blob + used, pages, n * 4u);
+        }
+        used += n;
+        free(pages);
+    }
+    if (status != FTSVM_OK) {
+        free(blob);
+        return status;
+    }
+    *blob_p = blob;
+    *len_p = used * 4u;
+    return FTSVM_OK;
+}
+
+/* Step 4: each survivor repairs the pages it is primary of that the failed
+ * writers touched after their last release. The pages come from every
+ * member's write notices (gathered), not only this node's: a spare gets no
+ * write notices (they go to the application nodes, which acquire them), yet
+ * it may have become the primary of such a page (a failed node's place).
+ * Without the others' lists it would keep the writer's pending entry there
+ * for good while the secondary had moved on. */
+static int repair_pages(const failure_change_t *change, uint64_t *smeta, uint8_t *scopy,
+                        uint8_t *seen)
+{
+    uint64_t *lasts, *nexts;
+    uint32_t *blob = NULL;
+    void **all = NULL;
+    size_t *lens, len = 0, at, n, i, words;
+    int f, k, j, node, count, status = FTSVM_OK;
+
+    for (count = 0; change->removed_now[count] >= 0; count++) {
+    }
+    lasts = calloc((size_t)count + 1, 8);
+    nexts = calloc((size_t)count + 1, 8);
+    if (lasts == NULL || nexts == NULL) {
+        free(lasts);
+        free(nexts);
+        return FTSVM_ENOMEM;
+    }
+    for (k = 0; k < count; k++) {
+        f = change->removed_now[k];
+        if (replica_markers_read(f, &lasts[k], &nexts[k]) != FTSVM_OK) {
+            ftsvm_error("the markers of node %d cannot be read: its pages are not repaired", f);
+            lasts[k] = UINT64_MAX;   /* (an EPEER shows in the gather below) */
+        }
+    }
+    status = touched_pages(change, lasts, &blob, &len);
+    if (status == FTSVM_OK) {
+        status = failure_gather(change, 3, blob, len, &all, &lens);
+    }
+    free(blob);
+    for (k = 0; k < count && status == FTSVM_OK; k++) {
+        f = change->removed_now[k];
+        if (lasts[k] == UINT64_MAX) {
+            continue;
+        }
+        memset(seen, 0, hlrc.npages);
+        for (node = 0; node < hlrc.nodes && status == FTSVM_OK; node++) {
+            const uint32_t *piece = all[node];
+
+            words = (piece != NULL) ? lens[node] / 4u : 0;
+            for (j = 0, at = 0; j < k && at < words; j++) {
+                at += 1 + piece[at];   /* the sections of the nodes before f */
+            }
+            n = (at < words) ? piece[at++] : 0;
+            for (i = 0; i < n && at + i < words && status == FTSVM_OK; i++) {
+                size_t page = piece[at + i];
+
+                if (page >= hlrc.npages || seen[page] ||
+                    hlrc_home(page, REPLICA_PRIMARY) != hlrc.node ||
+                    hlrc_home(page, REPLICA_SECONDARY) < 0) {
+                    continue;
+                }
+                seen[page] = 1;
+                status = resolve_page(page, f, lasts[k], nexts[k], smeta, scopy);
+            }
+        }
+    }
+    free(all);
+    free(lasts);
+    free(nexts);
+    return status;
+}
+
 static int recover_pages(void *arg, const failure_change_t *change)
 {
     uint64_t last, next, *smeta = NULL;
-    uint32_t *pages = NULL;
     uint8_t *scopy = NULL, *seen = NULL;
     void **all = NULL;
-    size_t *lens, n, i;
-    int f, k, status;
+    size_t *lens;
+    int status;
 
     (void)arg;
     gate_set(1);
@@ -316,27 +425,7 @@ static int recover_pages(void *arg, const failure_change_t *change)
         status = FTSVM_ENOMEM;
         goto out;
     }
-    for (k = 0; (f = change->removed_now[k]) >= 0 && status == FTSVM_OK; k++) {
-        status = replica_markers_read(f, &last, &next);
-        if (status != FTSVM_OK) {
-            ftsvm_error("the markers of node %d cannot be read: its pages are not repaired", f);
-            status = (status == FTSVM_EPEER) ? status : FTSVM_OK;
-            continue;
-        }
-        status = hlrc_notices_pages_after(f, last, &pages, &n);
-        memset(seen, 0, hlrc.npages);
-        for (i = 0; i < n && status == FTSVM_OK; i++) {
-            size_t page = pages[i];
-
-            if (seen[page]++ || hlrc_home(page, REPLICA_PRIMARY) != hlrc.node ||
-                hlrc_home(page, REPLICA_SECONDARY) < 0) {
-                continue;
-            }
-            status = resolve_page(page, f, last, next, smeta, scopy);
-        }
-        free(pages);
-        pages = NULL;
-    }
+    status = repair_pages(change, smeta, scopy, seen);
     if (status == FTSVM_OK) {
         status = rdma_flush(hlrc.rdma, RDMA_ALL_PEERS);
     }

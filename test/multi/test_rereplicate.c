@@ -212,3 +212,63 @@ Test(rereplicate, second_failure_during_the_copy_of_the_only_copy_is_a_clear_err
     }
     cr_assert(r.exited && r.code != 0, "the job exited 0:\n%s", run_text(r.output));
 }
+
+/* At a size users run: 8 application nodes and a spare, a 1 GB region of
+ * which the loop writes 192 MB (two calls over 8 Mi items: an array per
+ * call and one shared), and three failures one after another: node 3 dies
+ * in its 100th chunk (FTSVM_FAULT, so the first failure falls inside the
+ * loop however long start-up takes at this size), then 6 and 1, each once
+ * a survivor said redundancy is back. Membership (issue 15, point 4): each
+ * failure is a view of its own, the view numbers rise 1, 2, 3, and no
+ * removed node comes back: the application hears of exactly these three.
+ * The first copy moves tens of MB (node 3's share of what was written, to
+ * the spare and the others), and both homes of every page agree after each
+ * copy (FTSVM_CHECK_HOMES at the barriers and at finalize). */
+Test(rereplicate, eight_nodes_and_a_spare_a_gigabyte_region_three_failures_one_after_another,
+     .timeout = 900) {
+    /* 9 node processes of 3 threads and more on 2 cores, copying 50-60
+     * MB each time: heartbeats get a far longer leash than the default
+     * 0.6 s. At 0.6 s and at 3 s a live node was removed by heartbeat in 1
+     * of 3 runs here, after the three failures (a stall of seconds whose
+     * cause is open, see issue 15's notes); that is not what this test is
+     * about, and test_failure's no-false-suspicion test covers detection */
+    char *const env[] = { "FTSVM_SHARED_SIZE=1G", "FTSVM_CHECK_HOMES=y",
+                          "FTSVM_FAULT=for-chunk:100@3", "FTSVM_HB_TIMEOUT=10", NULL };
+    char *const argv[] = { FTSVM_RUN, "-n", "8", "--spares", "1", "--threads", "2",
+                           "--kill", "6@redundancy", "--kill", "1@redundancy", "--timeout",
+                           "700", NODE_DIR "/for_node", "items", "8388608", "4096,8192",
+                           "40000", NULL };
+    run_result_t r = run_cmd(argv, env, 800);
+    unsigned long long bytes, homes, landed;
+
+    run_expect_survived(r, "8+1", "FTSVM_FAULT=for-chunk:100@3 --kill 6@redundancy "
+                        "--kill 1@redundancy, 1 GB");
+    cr_assert(strstr(r.output, "node 3: signal 9, injected by FTSVM_FAULT") != NULL &&
+              strstr(r.output, "node 6: signal 9, injected at ") != NULL &&
+              strstr(r.output, "node 1: signal 9, injected at ") != NULL,
+              "nodes 3, 6 and 1 were not all killed:\n%s", run_text(r.output));
+    cr_assert(strstr(r.output, "node 8: exit 0") != NULL, "the spare did not exit 0:\n%s",
+              run_text(r.output));
+    /* the survivors of each view, the spare among them, said so (but the
+     * next victim, killed as soon as the first of them said it) */
+    expect_redundancy(&r, 1, 7);
+    expect_redundancy(&r, 2, 6);
+    expect_redundancy(&r, 3, 6);
+    cr_assert(run_redundancy_event(r.output, 0, 1, &bytes, &homes, &landed),
+              "node 0 said nothing of view 1's redundancy:\n%s", run_text(r.output));
+    cr_assert_geq(bytes, 16ull << 20, "the first copy moved only %llu bytes:\n%s", bytes,
+                  run_text(r.output));
+    cr_assert(strstr(r.output, "differ between their two homes") == NULL &&
+              strstr(r.output, "home check") == NULL,
+              "the homes differ after a copy:\n%s", run_text(r.output));
+    cr_assert(strstr(r.output, ": view 1: the application lost node 3\n") != NULL &&
+              strstr(r.output, ": view 2: the application lost node 6\n") != NULL &&
+              strstr(r.output, ": view 3: the application lost node 1\n") != NULL,
+              "the views are not 1, 2, 3 for nodes 3, 6, 1:\n%s", run_text(r.output));
+    cr_assert(strstr(r.output, ": view 4: ") == NULL && strstr(r.output, ": view 0: ") == NULL,
+              "a view other than the three failures':\n%s", run_text(r.output));
+    cr_assert_eq(run_count(r.output, "for_node: items verified on node"), 1,
+                 "no survivor verified:\n%s", run_text(r.output));
+    cr_assert(strstr(r.output, "(8388608 items, 2 calls, 8 nodes x 2 threads)") != NULL,
+              "the application saw the spare:\n%s", run_text(r.output));
+}
