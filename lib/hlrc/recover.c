@@ -345,14 +345,18 @@ static int repair_pages(const failure_change_t *change, uint64_t *smeta, uint8_t
         free(nexts);
         return FTSVM_ENOMEM;
     }
-    for (k = 0; k < count; k++) {
+    for (k = 0; k < count && status == FTSVM_OK; k++) {
         f = change->removed_now[k];
-        if (replica_markers_read(f, &lasts[k], &nexts[k]) != FTSVM_OK) {
+        status = replica_markers_read(f, &lasts[k], &nexts[k]);
+        if (status != FTSVM_OK) {
             ftsvm_error("the markers of node %d cannot be read: its pages are not repaired", f);
-            lasts[k] = UINT64_MAX;   /* (an EPEER shows in the gather below) */
+            lasts[k] = UINT64_MAX;
+            status = (status == FTSVM_EPEER) ? status : FTSVM_OK;   /* EPEER: the next view */
         }
     }
-    status = touched_pages(change, lasts, &blob, &len);
+    if (status == FTSVM_OK) {
+        status = touched_pages(change, lasts, &blob, &len);
+    }
     if (status == FTSVM_OK) {
         status = failure_gather(change, 3, blob, len, &all, &lens);
     }

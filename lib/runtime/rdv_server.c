@@ -1,4 +1,5 @@
-/* The launcher side of the built-in rendezvous (lib/runtime/rdv_wire.h): one TCP
+/* The server side of the built-in rendezvous (lib/runtime/rdv_wire.h), run by
+ * ftsvm-run and, under PMIx, by node 0's rendezvous process (rdv_serve.c): one TCP
  * connection per node, a HELLO checked against the job key, then allgather
  * rounds until the nodes are done.
  *
