@@ -231,18 +231,23 @@ Test(rereplicate, eight_nodes_and_a_spare_a_gigabyte_region_three_failures_one_a
      * 0.6 s. At 0.6 s and at 3 s a live node was removed by heartbeat in 1
      * of 3 runs here, after the three failures (a stall of seconds whose
      * cause is open, see issue 15's notes); that is not what this test is
-     * about, and test_failure's no-false-suspicion test covers detection */
+     * about, and test_failure's no-false-suspicion test covers detection.
+     * The later kills come 0.3 s after redundancy is back, not at once:
+     * that moment is a burst of messages, and over UCX shared memory a
+     * node killed while it writes one can leave its receiver deaf for good
+     * (README, "Limit of UCX over shared memory"; bench/shm_jam). Once in
+     * CI every survivor then fenced itself 100 s into view 3's recovery. */
     char *const env[] = { "FTSVM_SHARED_SIZE=1G", "FTSVM_CHECK_HOMES=y",
                           "FTSVM_FAULT=for-chunk:100@3", "FTSVM_HB_TIMEOUT=10", NULL };
     char *const argv[] = { FTSVM_RUN, "-n", "8", "--spares", "1", "--threads", "2",
-                           "--kill", "6@redundancy", "--kill", "1@redundancy", "--timeout",
-                           "700", NODE_DIR "/for_node", "items", "8388608", "4096,8192",
-                           "40000", NULL };
+                           "--kill", "6@redundancy+0.3", "--kill", "1@redundancy+0.3",
+                           "--timeout", "700", NODE_DIR "/for_node", "items", "8388608",
+                           "4096,8192", "40000", NULL };
     run_result_t r = run_cmd(argv, env, 800);
     unsigned long long bytes, homes, landed;
 
-    run_expect_survived(r, "8+1", "FTSVM_FAULT=for-chunk:100@3 --kill 6@redundancy "
-                        "--kill 1@redundancy, 1 GB");
+    run_expect_survived(r, "8+1", "FTSVM_FAULT=for-chunk:100@3 --kill 6@redundancy+0.3 "
+                        "--kill 1@redundancy+0.3, 1 GB");
     cr_assert(strstr(r.output, "node 3: signal 9, injected by FTSVM_FAULT") != NULL &&
               strstr(r.output, "node 6: signal 9, injected at ") != NULL &&
               strstr(r.output, "node 1: signal 9, injected at ") != NULL,
