@@ -120,5 +120,8 @@ void failure_adoption_steps(const int *removed_now);
 int  failure_recovery_init(void);
 int  failure_recovery_start(void);
 void failure_recovery_stop(void);
+/* under failure.lock: 1, and the reason in `why`, when this node's recovery
+ * has run so long after the news that it will not end */
+int  failure_recovery_stalled(uint64_t now, char *why, size_t size);
 
 #endif

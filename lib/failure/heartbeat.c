@@ -19,14 +19,9 @@
  * fences itself (FTSVM_QUORUM) rather than removing the others. "Silent"
  * means no beat seen for half the timeout.
  *
- * A recovery that has not ended long after the news (RECOVERY_STALL_NS, at
- * least 10 x FTSVM_HB_TIMEOUT) will not end: this node fences itself, with
- * the reason, rather than hang the job; the others see it fail and go on
- * without it where they can. The case known to come here: over UCX shared
- * memory, a node killed while it was writing a message into another node's
- * receive queue leaves that queue blocked for good (UCX's mm transport has
- * one queue per receiver, and the dead sender's slot is never completed),
- * so that node hears nobody again (bench/shm_jam.c shows it).
+ * Each tick also asks recovery.c whether this node's recovery is stuck
+ * (failure_recovery_stalled): the recovery thread cannot tell, it is the
+ * one that waits, and this thread runs on its own clock.
  */
 #include "failure_int.h"
 #include "common/clock.h"
@@ -55,19 +50,6 @@ void failure_on_beat(void (*fn)(void))
     beat_fn = fn;
 }
 static int hb_leak;          /* a get never came back: keep its buffer */
-
-#define RECOVERY_STALL_MIN_NS 30000000000ull
-
-/* under failure.lock: the recovery of a view change has run too long */
-static int hb_recovery_stalled(uint64_t now, uint64_t *limit_p)
-{
-    uint64_t limit = 10u * failure.hb_timeout_ns;
-
-    limit = (limit < RECOVERY_STALL_MIN_NS) ? RECOVERY_STALL_MIN_NS : limit;
-    *limit_p = limit;
-    return atomic_load(&failure.recovering) && failure.detected_ns != 0 &&
-           now > failure.detected_ns && now - failure.detected_ns > limit;
-}
 
 static uint64_t *my_counter(void)
 {
@@ -159,7 +141,7 @@ static void hb_tick(long max_score)
 static void *hb_main(void *arg)
 {
     long max_score = (long)(failure.hb_timeout_ns / failure.hb_interval_ns);
-    uint64_t now = clock_now_ns(), next = now, limit;
+    uint64_t now = clock_now_ns(), next = now;
     char why[256];
     int node;
 
@@ -181,11 +163,7 @@ static void *hb_main(void *arg)
             pthread_cond_timedwait(&failure.cond, &failure.lock, &ts);
             continue;
         }
-        if (hb_recovery_stalled(now, &limit)) {
-            snprintf(why, sizeof(why), "the recovery of view %llu has not ended %.0f s after "
-                     "the news of the failure (over UCX shared memory: a node killed while "
-                     "it sent a message can leave this node unable to receive any)",
-                     (unsigned long long)failure.target_view, (double)limit / 1e9);
+        if (failure_recovery_stalled(now, why, sizeof(why))) {
             pthread_mutex_unlock(&failure.lock);
             failure_fence(why);
         }

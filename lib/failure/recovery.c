@@ -9,12 +9,25 @@
  * Gather: each member sends its contribution in pieces (FAILURE_AM_GATHER)
  * to every member; the pieces land in buffers keyed by (view, round,
  * sender), so a member may be ahead of another by a round, or by a view.
+ *
+ * Stalls. A recovery that has not ended 10 x FTSVM_HB_TIMEOUT (30 s at
+ * least) after the news will not end: the node fences itself with the
+ * reason rather than hang the job (the heartbeat thread asks,
+ * failure_recovery_stalled). The cause known to come here: over UCX shared
+ * memory, a node killed while it wrote a message into another's receive
+ * queue leaves that queue blocked for good (UCX's mm transport has one
+ * queue per receiver, and the dead sender's slot is never completed), so
+ * the receiver hears nobody again (bench/shm_jam.c shows it). Every member
+ * whose recovery waits on that node stalls too and fences as well: the job
+ * ends with that error instead of a hang; telling the deaf node from those
+ * waiting on it is open (issue 15's notes).
  */
 #include "failure_int.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "ftsvm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +40,8 @@ typedef struct gather_hdr {
 } gather_hdr_t;
 
 #define GATHER_PIECE (RDMA_AM_MAX_PAYLOAD - sizeof(gather_hdr_t))
+
+#define STALL_MIN_NS 30000000000ull
 
 struct failure_gather_buf {
     failure_gather_buf_t *next;
@@ -245,6 +260,22 @@ void failure_adoption_steps(const int *removed_now)
     for (i = 0; i < failure.nsteps && failure.steps[i].order <= 0; i++) {
         (void)failure.steps[i].step(failure.steps[i].arg, &change);
     }
+}
+
+int failure_recovery_stalled(uint64_t now, char *why, size_t size)
+{
+    uint64_t limit = 10u * failure.hb_timeout_ns;
+
+    limit = (limit < STALL_MIN_NS) ? STALL_MIN_NS : limit;
+    if (!atomic_load(&failure.recovering) || failure.detected_ns == 0 ||
+        now <= failure.detected_ns || now - failure.detected_ns <= limit) {
+        return 0;
+    }
+    snprintf(why, size, "the recovery of view %llu has not ended %.0f s after the news of "
+             "the failure (a known cause over UCX shared memory: a node killed while it sent "
+             "a message leaves its receiver unable to receive any)",
+             (unsigned long long)failure.target_view, (double)limit / 1e9);
+    return 1;
 }
 
 /* Wait a while for the news of a failure a step saw. 0: recovery keeps
