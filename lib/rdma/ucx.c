@@ -9,6 +9,11 @@
  * does not progress, so that the two do not contend for the worker lock and
  * a core.
  *
+ * Messages go over rings in shared memory to every peer whose memory is
+ * mapped here (ucx_ring.c: a sender killed mid-message cannot deafen the
+ * receiver as it can in UCX's shared-memory queue), else as UCX active
+ * messages.
+ *
  * Where a get needs the target's progress (TCP), the heartbeat's gets go
  * over a second worker with a thread of its own (ucx_live.c), so that how
  * busy the protocol is does not decide liveness. A failed endpoint is closed
@@ -86,6 +91,9 @@ static int rdma_ucx_wait(rdma_ctx_t *ctx, ucs_status_ptr_t request, const char *
         }
         while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
             ucp_worker_progress(ucx->worker);
+            /* a peer whose ring to this node is full waits for it to be
+             * drained (ucx_ring.c), perhaps before it answers */
+            (void)rdma_ucx_ring_poll(ctx);
         }
         if (!on_progress_thread) {
             atomic_fetch_sub_explicit(&ctx->waiters, 1, memory_order_acq_rel);
@@ -182,13 +190,18 @@ static unsigned rdma_ucx_progress(rdma_ctx_t *ctx)
     if (atomic_load_explicit(&ucx->close_pending, memory_order_relaxed)) {
         rdma_ucx_close_pending(ctx, ucx);
     }
-    return ucp_worker_progress(ucx->worker);
+    rdma_ucx_ring_disarm(ctx);
+    return rdma_ucx_ring_poll(ctx) + ucp_worker_progress(ucx->worker);
 }
 
 static int rdma_ucx_arm(rdma_ctx_t *ctx)
 {
-    ucs_status_t status = ucp_worker_arm(((rdma_ucx_t *)ctx->backend_ctx)->worker);
+    ucs_status_t status;
 
+    if (rdma_ucx_ring_arm(ctx)) {
+        return 1;   /* a message came to a ring meanwhile */
+    }
+    status = ucp_worker_arm(((rdma_ucx_t *)ctx->backend_ctx)->worker);
     if (status == UCS_ERR_BUSY) {
         return 1;   /* events arrived meanwhile: progress them */
     }
@@ -250,6 +263,9 @@ static int rdma_ucx_am_send(rdma_ctx_t *ctx, int peer, const void *hdr, size_t h
     ucp_ep_h ep;
     int status;
 
+    if (rdma_ucx_ring_used(ctx, peer)) {
+        return rdma_ucx_ring_send(ctx, peer, hdr, hdr_len, payload, len);
+    }
     if ((ep = rdma_ep_get(ctx, peer)) == NULL) {
         return FTSVM_EPEER;
     }

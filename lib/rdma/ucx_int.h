@@ -7,6 +7,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <ucp/api/ucp.h>
 
 /* UCX active-message id that carries every ftsvm message. */
@@ -24,7 +26,31 @@ typedef struct rdma_ucx_peer {
     /* the error callback could not close the endpoints at once: the
      * protocol thread does it */
     _Atomic int   close_pending;
+    /* messages over the peer's ring (ucx_ring.c); ring_base NULL: over
+     * UCX's active messages */
+    pthread_mutex_t    ring_lock;
+    uint8_t           *ring_base;   /* the peer's ring region, mapped here */
+    ucp_rkey_h         ring_rkey;
+    uint64_t           ring_sent;   /* messages written to it */
+    struct sockaddr_un wake_addr;   /* its wake-up socket */
+    socklen_t          wake_len;
 } rdma_ucx_peer_t;
+
+/* slots of each (sender, receiver) ring */
+#define RDMA_RING_SLOTS 32
+
+/* This node's receiving side of the rings (ucx_ring.c). */
+typedef struct rdma_ucx_ring {
+    ucp_mem_h          memh;
+    uint8_t           *base;        /* NULL: no rings (none allocated yet) */
+    size_t             size;
+    _Atomic uint64_t  *expected;    /* per sender: the next message number */
+    pthread_mutex_t    poll_lock;
+    int                wake_sock;
+    struct sockaddr_un wake_addr;
+    socklen_t          wake_len;
+    int                epfd;        /* ctx->efd: UCX's event fd and wake_sock */
+} rdma_ucx_ring_t;
 
 /* The liveness channel (ucx_live.c): a worker of its own, progressed by a
  * thread of its own, for the heartbeat's gets (rdma_get_start). */
@@ -44,6 +70,7 @@ typedef struct rdma_ucx {
     ucp_mem_h       *memhs;    /* one per region */
     rdma_ucx_peer_t *peers;
     rdma_ucx_live_t  live;
+    rdma_ucx_ring_t  ring;
     _Atomic int      close_pending;   /* some peer's close_pending is set */
 } rdma_ucx_t;
 
@@ -72,5 +99,20 @@ void rdma_ucx_live_stop(rdma_ucx_t *ucx);
 void rdma_ucx_live_destroy(rdma_ucx_t *ucx);
 int  rdma_ucx_live_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
                              void *buf, size_t len, rdma_req_t **req_p);
+
+/* ucx_ring.c: messages over rings in shared memory */
+size_t   rdma_ucx_ring_region_size(int nodes);
+/* after the worker exists: the wake-up socket; ctx->efd becomes an event fd
+ * for both */
+int      rdma_ucx_ring_init(rdma_ctx_t *ctx, rdma_ucx_t *ucx);
+void     rdma_ucx_ring_fini(rdma_ucx_t *ucx);
+unsigned rdma_ucx_ring_poll(rdma_ctx_t *ctx);
+int      rdma_ucx_ring_arm(rdma_ctx_t *ctx);
+void     rdma_ucx_ring_disarm(rdma_ctx_t *ctx);
+void     rdma_ucx_ring_connect(rdma_ctx_t *ctx, int peer, void *base, const void *wake,
+                               size_t wake_len);
+int      rdma_ucx_ring_used(rdma_ctx_t *ctx, int peer);
+int      rdma_ucx_ring_send(rdma_ctx_t *ctx, int peer, const void *hdr, size_t hdr_len,
+                            const void *payload, size_t len);
 
 #endif

@@ -6,8 +6,9 @@
  * memory only UCX-allocated memory is reachable directly (~0.1 us), user
  * memory would fall back to an emulated path (~3 us).
  *
- * Start-up: map the regions, pack their keys, allgather (worker addresses,
- * region bases, keys) through the caller's exchange function, create an
+ * Start-up: map the regions and the message rings (ucx_ring.c), pack their
+ * keys, allgather (worker addresses, region bases, keys, wake-up socket
+ * addresses) through the caller's exchange function, create an
  * endpoint with peer error handling to every node and unpack the keys
  * (rdma.c then starts the protocol thread and flushes every endpoint).
  *
@@ -22,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <ucp/api/ucp.h>
+#include <unistd.h>
 
 /* Set a UCX variable unless the user set it in the environment. */
 static int rdma_ucx_default(ucp_config_t *config, const char *name, const char *value)
@@ -134,37 +137,57 @@ int rdma_ucx_worker_create(rdma_ucx_t *ucx, ucp_worker_h *worker_p, int *efd_p)
     return FTSVM_OK;
 }
 
-static int rdma_map_regions(rdma_ctx_t *ctx, rdma_ucx_t *ucx,
-                            const rdma_params_t *params)
+/* Memory UCX allocates and registers, zeroed. */
+static int rdma_map_one(rdma_ucx_t *ucx, size_t size, const char *what, size_t index,
+                        ucp_mem_h *memh_p, void **addr_p)
 {
     ucp_mem_map_params_t map = {0};
     ucp_mem_attr_t attr = {0};
     ucs_status_t status;
+
+    map.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                     UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    map.address    = NULL;
+    map.length     = size;
+    map.flags      = UCP_MEM_MAP_ALLOCATE;
+    status = ucp_mem_map(ucx->context, &map, memh_p);
+    if (status != UCS_OK) {
+        ftsvm_error("cannot allocate %s %zu of %zu bytes: %s", what, index, size,
+                    ucs_status_string(status));
+        return FTSVM_ENOMEM;
+    }
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+    status = ucp_mem_query(*memh_p, &attr);
+    if (status != UCS_OK) {
+        ftsvm_error("ucp_mem_query failed: %s", ucs_status_string(status));
+        return FTSVM_ETRANSPORT;
+    }
+    memset(attr.address, 0, size);
+    *addr_p = attr.address;
+    return FTSVM_OK;
+}
+
+/* The caller's regions, then the message rings (ucx_ring.c). */
+static int rdma_map_regions(rdma_ctx_t *ctx, rdma_ucx_t *ucx,
+                            const rdma_params_t *params)
+{
+    void *addr;
     size_t i;
+    int status;
 
     for (i = 0; i < ctx->nregions; i++) {
-        map.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                         UCP_MEM_MAP_PARAM_FIELD_FLAGS;
-        map.address    = NULL;
-        map.length     = params->region_sizes[i];
-        map.flags      = UCP_MEM_MAP_ALLOCATE;
-        status = ucp_mem_map(ucx->context, &map, &ucx->memhs[i]);
-        if (status != UCS_OK) {
-            ftsvm_error("cannot allocate region %zu of %zu bytes: %s", i,
-                        params->region_sizes[i], ucs_status_string(status));
-            return FTSVM_ENOMEM;
+        status = rdma_map_one(ucx, params->region_sizes[i], "region", i, &ucx->memhs[i],
+                              &ctx->regions[i].addr);
+        if (status != FTSVM_OK) {
+            return status;
         }
-        attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
-        status = ucp_mem_query(ucx->memhs[i], &attr);
-        if (status != UCS_OK) {
-            ftsvm_error("ucp_mem_query failed: %s", ucs_status_string(status));
-            return FTSVM_ETRANSPORT;
-        }
-        ctx->regions[i].addr = attr.address;
         ctx->regions[i].size = params->region_sizes[i];
-        memset(attr.address, 0, params->region_sizes[i]);
     }
-    return FTSVM_OK;
+    ucx->ring.size = rdma_ucx_ring_region_size(ctx->nodes);
+    status = rdma_map_one(ucx, ucx->ring.size, "message ring region", 0, &ucx->ring.memh,
+                          &addr);
+    ucx->ring.base = addr;
+    return status;
 }
 
 /* A length-prefixed field of the blob: u32 length, then the bytes. */
@@ -199,6 +222,66 @@ static int rdma_blob_take(const uint8_t **p, const uint8_t *end, const uint8_t *
     return 0;
 }
 
+/* ---- the peer's process, where it is on this machine ---------------------- */
+
+/* In the start-up blob, so that a peer on the same machine can tell that
+ * this process has exited before it maps its memory. */
+typedef struct rdma_ucx_proc {
+    char     boot_id[40];   /* /proc/sys/kernel/random/boot_id */
+    uint64_t pid_ns;        /* inode of /proc/self/ns/pid */
+    uint32_t pid;
+    uint32_t pad;
+} rdma_ucx_proc_t;
+
+static void rdma_read_line(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL || fgets(buf, (int)size, f) == NULL) {
+        buf[0] = '\0';
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    if (f != NULL) {
+        fclose(f);
+    }
+}
+
+static void rdma_ucx_proc_self(rdma_ucx_proc_t *proc)
+{
+    struct stat st;
+
+    memset(proc, 0, sizeof(*proc));
+    rdma_read_line("/proc/sys/kernel/random/boot_id", proc->boot_id, sizeof(proc->boot_id));
+    if (stat("/proc/self/ns/pid", &st) == 0) {
+        proc->pid_ns = (uint64_t)st.st_ino;
+    }
+    proc->pid = (uint32_t)getpid();
+}
+
+/* 1 when the peer's process runs on this machine, in this pid namespace,
+ * and has exited (gone, or a zombie); 0 when it runs or is elsewhere. */
+static int rdma_ucx_proc_exited(const void *blob_proc)
+{
+    rdma_ucx_proc_t peer, self;
+    char path[64], stat_line[512], *state;
+
+    memcpy(&peer, blob_proc, sizeof(peer));
+    rdma_ucx_proc_self(&self);
+    if (self.boot_id[0] == '\0' || self.pid_ns == 0 ||
+        strncmp(peer.boot_id, self.boot_id, sizeof(self.boot_id)) != 0 ||
+        peer.pid_ns != self.pid_ns) {
+        return 0;   /* another machine, or no way to tell */
+    }
+    snprintf(path, sizeof(path), "/proc/%u/stat", peer.pid);
+    rdma_read_line(path, stat_line, sizeof(stat_line));
+    /* "pid (comm) S ...": the state follows the last ')' */
+    state = strrchr(stat_line, ')');
+    if (stat_line[0] == '\0' || state == NULL) {
+        return 1;
+    }
+    return state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X');
+}
+
 /* The blob from the worker addresses and the packed keys: per region
  * u64 base, u64 size, then the key as a field. */
 static int rdma_blob_build(rdma_ctx_t *ctx, const void *address, size_t address_len,
@@ -206,35 +289,43 @@ static int rdma_blob_build(rdma_ctx_t *ctx, const void *address, size_t address_
                            void *const *keys, const size_t *key_lens, void **blob_p,
                            size_t *len_p)
 {
-    size_t len = 4 + address_len + 4 + live_address_len, i;
+    rdma_ucx_ring_t *ring = &((rdma_ucx_t *)ctx->backend_ctx)->ring;
+    rdma_ucx_proc_t proc;
+    size_t len = 4 + sizeof(proc) + 4 + address_len + 4 + live_address_len, i;
     uint8_t *blob, *p;
     uint64_t u64;
 
-    for (i = 0; i < ctx->nregions; i++) {
+    rdma_ucx_proc_self(&proc);
+    for (i = 0; i <= ctx->nregions; i++) {
         len += 8 + 8 + 4 + key_lens[i];
     }
+    len += 4 + ring->wake_len;
     blob = malloc(len);
     if (blob == NULL) {
         ftsvm_error("cannot allocate %zu bytes for the transport address", len);
         return FTSVM_ENOMEM;
     }
-    p = rdma_blob_field(blob, address, address_len);
+    p = rdma_blob_field(blob, &proc, sizeof(proc));
+    p = rdma_blob_field(p, address, address_len);
     p = rdma_blob_field(p, live_address, live_address_len);
-    for (i = 0; i < ctx->nregions; i++) {
-        u64 = (uint64_t)(uintptr_t)ctx->regions[i].addr;
+    for (i = 0; i <= ctx->nregions; i++) {
+        u64 = (uint64_t)(uintptr_t)(i < ctx->nregions ? ctx->regions[i].addr : ring->base);
         memcpy(p, &u64, 8);
-        u64 = ctx->regions[i].size;
+        u64 = i < ctx->nregions ? ctx->regions[i].size : ring->size;
         memcpy(p + 8, &u64, 8);
         p = rdma_blob_field(p + 16, keys[i], key_lens[i]);
     }
+    (void)rdma_blob_field(p, &ring->wake_addr, ring->wake_len);
     *blob_p = blob;
     *len_p  = len;
     return FTSVM_OK;
 }
 
-/* Blob layout: u32 address length, address, the same for the liveness
+/* Blob layout: the process (rdma_ucx_proc_t, as a field), u32 address
+ * length, address, the same for the liveness
  * worker (length 0: this node has no liveness channel), then per region
- * u64 base, u64 size, u32 key length, key. */
+ * and for the message rings (last) u64 base, u64 size, u32 key length,
+ * key; then u32 length and the wake-up socket's address. */
 static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
                           size_t *len_p)
 {
@@ -260,8 +351,9 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
         ftsvm_error("ucp_worker_get_address failed: %s", ucs_status_string(status));
         goto out;
     }
-    for (i = 0; i < ctx->nregions; i++) {
-        status = ucp_rkey_pack(ucx->context, ucx->memhs[i], &keys[i], &key_lens[i]);
+    for (i = 0; i <= ctx->nregions; i++) {
+        status = ucp_rkey_pack(ucx->context, i < ctx->nregions ? ucx->memhs[i] : ucx->ring.memh,
+                               &keys[i], &key_lens[i]);
         if (status != UCS_OK) {
             ftsvm_error("ucp_rkey_pack failed: %s", ucs_status_string(status));
             goto out;
@@ -270,7 +362,7 @@ static int rdma_pack_blob(rdma_ctx_t *ctx, rdma_ucx_t *ucx, void **blob_p,
     ret = rdma_blob_build(ctx, address, address_len, live_address, live_address_len, keys,
                           key_lens, blob_p, len_p);
 out:
-    for (i = 0; keys != NULL && i < ctx->nregions; i++) {
+    for (i = 0; keys != NULL && i <= ctx->nregions; i++) {
         if (keys[i] != NULL) {
             ucp_rkey_buffer_release(keys[i]);
         }
@@ -309,24 +401,81 @@ static int rdma_ucx_ep_create(rdma_ctx_t *ctx, ucp_worker_h worker, const void *
     return FTSVM_OK;
 }
 
+/* The tail of a peer's blob: its message rings and wake-up socket. Where
+ * UCX can map the rings here, messages to the peer go over them; else over
+ * UCX's active messages. -1 when the blob does not parse. */
+static int rdma_connect_ring(rdma_ctx_t *ctx, int node, const uint8_t *p, const uint8_t *end)
+{
+    rdma_ucx_peer_t *up = &((rdma_ucx_t *)ctx->backend_ctx)->peers[node];
+    const uint8_t *key, *wake;
+    uint32_t key_len, wake_len;
+    uint64_t base, size;
+    void *mapped;
+    ucs_status_t status;
+
+    if (end - p < 16) {
+        return -1;
+    }
+    memcpy(&base, p, 8);
+    memcpy(&size, p + 8, 8);
+    p += 16;
+    if (rdma_blob_take(&p, end, &key, &key_len) != 0 ||
+        rdma_blob_take(&p, end, &wake, &wake_len) != 0) {
+        return -1;
+    }
+    if (size != rdma_ucx_ring_region_size(ctx->nodes)) {
+        ftsvm_error("node %d's message rings have %llu bytes, not %zu: a different build?",
+                    node, (unsigned long long)size, rdma_ucx_ring_region_size(ctx->nodes));
+        return -1;
+    }
+    if (node == ctx->node) {
+        return 0;   /* messages to self are queued directly (am.c) */
+    }
+    status = ucp_ep_rkey_unpack(up->ep, key, &up->ring_rkey);
+    if (status != UCS_OK) {
+        ftsvm_debug("node %d's message rings: no key (%s); messages go over UCX", node,
+                    ucs_status_string(status));
+        up->ring_rkey = NULL;
+        return 0;
+    }
+    if (ucp_rkey_ptr(up->ring_rkey, base, &mapped) == UCS_OK) {
+        rdma_ucx_ring_connect(ctx, node, mapped, wake, wake_len);
+    }
+    return 0;
+}
+
 static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, size_t len)
 {
     rdma_peer_t *peer = &ctx->peers[node];
     rdma_ucx_t *ucx = ctx->backend_ctx;
     rdma_ucx_peer_t *up = &ucx->peers[node];
-    const uint8_t *p = blob, *end = blob + len, *address, *live_address, *key;
+    const uint8_t *p = blob, *end = blob + len, *address, *live_address, *key, *proc;
     ucs_status_t status;
-    uint32_t address_len, live_address_len, key_len;
+    uint32_t address_len, live_address_len, key_len, proc_len;
     size_t i;
     int ret;
 
-    if (rdma_blob_take(&p, end, &address, &address_len) != 0 ||
+    if (rdma_blob_take(&p, end, &proc, &proc_len) != 0 ||
+        proc_len != sizeof(rdma_ucx_proc_t) ||
+        rdma_blob_take(&p, end, &address, &address_len) != 0 ||
         rdma_blob_take(&p, end, &live_address, &live_address_len) != 0) {
         goto bad_blob;
+    }
+    if (node != ctx->node && rdma_ucx_proc_exited(proc)) {
+        rdma_peer_unreached(ctx, node, "its process has exited");
+        return FTSVM_OK;
     }
     ret = rdma_ucx_ep_create(ctx, ucx->worker, address, rdma_ucx_ep_error, node, &up->ep);
     if (up->ep == NULL) {
         return FTSVM_OK;   /* unreached: no keys to unpack */
+    }
+    /* Once more, just before the keys: unpacking the key of a dead peer's
+     * shared memory fails in shmat and UCX 1.13 then crashes (SIGSEGV in
+     * uct_rkey_release). The endpoint stays until the first view removes
+     * the peer; its keys stay NULL and no operation reaches them. */
+    if (node != ctx->node && rdma_ucx_proc_exited(proc)) {
+        rdma_peer_unreached(ctx, node, "its process has exited");
+        return FTSVM_OK;
     }
     /* the channel only where both ends have it; else heartbeats go over ep */
     up->live_used = ucx->live.enabled && live_address_len > 0;
@@ -357,6 +506,9 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
                         ucs_status_string(status));
             return FTSVM_ETRANSPORT;
         }
+    }
+    if (rdma_connect_ring(ctx, node, p, end) != 0) {
+        goto bad_blob;
     }
     return FTSVM_OK;
 
@@ -431,6 +583,9 @@ void rdma_ucx_destroy(rdma_ctx_t *ctx)
     for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
         rdma_ucx_destroy_rkeys(ctx, ucx->peers[node].rkeys);
         rdma_ucx_destroy_rkeys(ctx, ucx->peers[node].live_rkeys);
+        if (ucx->peers[node].ring_rkey != NULL) {
+            ucp_rkey_destroy(ucx->peers[node].ring_rkey);
+        }
     }
     if (ucx->worker != NULL && ucx->peers != NULL) {
         rdma_close_endpoints(ctx, ucx, 0);
@@ -443,6 +598,11 @@ void rdma_ucx_destroy(rdma_ctx_t *ctx)
             ucp_mem_unmap(ucx->context, ucx->memhs[i]);
         }
     }
+    if (ucx->ring.memh != NULL) {
+        ucp_mem_unmap(ucx->context, ucx->ring.memh);
+    }
+    rdma_ucx_ring_fini(ucx);
+    ctx->efd = -1;
     rdma_ucx_live_destroy(ucx);
     if (ucx->worker != NULL) {
         ucp_worker_destroy(ucx->worker);
@@ -452,6 +612,7 @@ void rdma_ucx_destroy(rdma_ctx_t *ctx)
     }
     for (node = 0; ucx->peers != NULL && node < ctx->nodes; node++) {
         pthread_rwlock_destroy(&ucx->peers[node].ep_lock);
+        pthread_mutex_destroy(&ucx->peers[node].ring_lock);
         free(ucx->peers[node].rkeys);
         free(ucx->peers[node].live_rkeys);
     }
@@ -483,6 +644,7 @@ int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
     }
     for (node = 0; node < ctx->nodes; node++) {
         pthread_rwlock_init(&ucx->peers[node].ep_lock, NULL);
+        pthread_mutex_init(&ucx->peers[node].ring_lock, NULL);
         ucx->peers[node].rkeys      = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
         ucx->peers[node].live_rkeys = calloc(ctx->nregions + 1, sizeof(ucp_rkey_h));
         if (ucx->peers[node].rkeys == NULL || ucx->peers[node].live_rkeys == NULL) {
@@ -504,6 +666,9 @@ int rdma_ucx_create(rdma_ctx_t *ctx, const rdma_params_t *params)
         return status;
     }
     status = rdma_ucx_worker_create(ucx, &ucx->worker, &ctx->efd);
+    if (status == FTSVM_OK) {
+        status = rdma_ucx_ring_init(ctx, ucx);
+    }
     if (status == FTSVM_OK && ucx->live.enabled) {
         status = rdma_ucx_live_create(ucx, ctx->idle_timeout_ms);
     }

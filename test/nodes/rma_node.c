@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -347,6 +348,78 @@ static void check_death(rdma_ctx_t *ctx)
                "a put to the dead node did not fail with FTSVM_EPEER");
 }
 
+/* A sender killed mid-message must not leave its receiver deaf to the
+ * others (over UCX's shared-memory queue it could: ucx_ring.c). Node 0
+ * receives, node 1 is the witness, the last (nodes - 2) / 2 nodes flood node
+ * 0 with messages until a thread of their own SIGKILLs them at a random
+ * moment; the nodes between only wait. The survivors stay a majority of
+ * the view, so the failure module does not fence them as cut off. */
+enum { MSG_FLOOD = 4, JAM_WITNESS_MSGS = 10000 };
+
+static _Atomic uint64_t flood_received[64];
+
+static void on_flood(void *arg, int src, const void *payload, size_t len)
+{
+    if (src >= 0 && src < 64) {
+        atomic_fetch_add(&flood_received[src], 1);
+    }
+}
+
+static void *jam_killer(void *arg)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)clock_now_ns();
+
+    usleep(5000 + (useconds_t)(rand_r(&seed) % 100000));
+    raise(SIGKILL);
+    return NULL;
+}
+
+static void check_jam(rdma_ctx_t *ctx)
+{
+    static uint8_t payload[4000];
+    uint64_t deadline, victims_heard = 0;
+    pthread_t killer;
+    unsigned i;
+    int peer, victims = (nodes - 2) / 2;
+
+    node_check(nodes >= 4 && nodes <= 64, "jam needs 4 to 64 nodes");
+    node_ok(rdma_am_register(ctx, MSG_FLOOD, 0, sizeof(payload), on_flood, NULL));
+    node_barrier();   /* handlers are in place everywhere */
+    if (node >= nodes - victims) {
+        node_check(pthread_create(&killer, NULL, jam_killer, NULL) == 0, "thread");
+        for (i = 0;; i++) {
+            (void)rdma_am_send(ctx, 0, MSG_FLOOD, payload, (i & 1) ? 4000 : 48);
+        }
+    }
+    /* every victim is dead long before this */
+    sleep(1);
+    if (node >= 2) {
+        return;   /* a bystander */
+    }
+    if (node == 1) {
+        for (i = 0; i < JAM_WITNESS_MSGS; i++) {
+            node_ok(rdma_am_send(ctx, 0, MSG_FLOOD, payload, 48));
+        }
+    } else {
+        deadline = clock_now_ns() + 20ull * 1000000000ull;
+        while (atomic_load(&flood_received[1]) < JAM_WITNESS_MSGS &&
+               clock_now_ns() < deadline) {
+            usleep(1000);
+        }
+        for (peer = nodes - victims; peer < nodes; peer++) {
+            victims_heard += atomic_load(&flood_received[peer]);
+        }
+        node_check(atomic_load(&flood_received[1]) == JAM_WITNESS_MSGS,
+                   "node 0 heard %llu of node 1's %d messages within 20 s after %d "
+                   "senders were killed mid-message",
+                   (unsigned long long)atomic_load(&flood_received[1]), JAM_WITNESS_MSGS,
+                   victims);
+        printf("node 0 heard all %d messages of node 1 after %d senders were killed "
+               "mid-message (%llu of theirs heard)\n", JAM_WITNESS_MSGS, victims,
+               (unsigned long long)victims_heard);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *check = (argc > 1) ? argv[1] : "";
@@ -371,8 +444,10 @@ int main(int argc, char **argv)
         check_reject(ctx);
     } else if (!strcmp(check, "death")) {
         check_death(ctx);
+    } else if (!strcmp(check, "jam")) {
+        check_jam(ctx);
     } else {
-        fprintf(stderr, "usage: rma_node putget|atomics|ordering|am|reject|death\n");
+        fprintf(stderr, "usage: rma_node putget|atomics|ordering|am|reject|death|jam\n");
         return 2;
     }
     rdma_quiesce(ctx);
