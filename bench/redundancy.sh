@@ -19,7 +19,9 @@
 # copy's pattern (a page, its words) with one flush, p50 of 5 loops, on an
 # idle machine, and (3) the same while the app runs failure-free on N nodes
 # beside it (the copy competes with the app for the cores). The ratios are
-# (1) / (2) and (1) / (3). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
+# (1) / (2) and (1) / (3), and (1) over put_bw's first loop, which, like the
+# copy into fresh slots, writes memory of the target not yet written from
+# the writer (over shared memory: a page fault per page in the writer). Slowdown: with APP_STEP_LOG=y node 0 logs each step of
 # the app's main loop (a jacobi sweep, an mgs column). The copy is over
 # within the step that the failure itself interrupts (milliseconds, where a
 # step is tens), so no step runs beside the copy alone: the figure is that
@@ -116,7 +118,7 @@ for spec in "${specs[@]}"; do
   "$run" -n "$nodes" --timeout 300 "$build/bench/$app" "${words[@]:1}" >/dev/null 2>&1 ||
     { echo "redundancy.sh: $spec does not run without a failure" >&2; exit 1; }
   at=$(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f", (b - a) / 2}')
-  mb=() raw=() ratio=() slow=() sizes=() lraw=() lratio=()
+  mb=() raw=() ratio=() slow=() sizes=() lraw=() lratio=() fraw=() fratio=()
   for ((i = 1; i <= runs; i++)); do
     out=$(APP_STEP_LOG=y "$run" -n "$nodes" --timeout 300 --kill "1@$at" \
           "$build/bench/$app" "${words[@]:1}" 2>&1) || true
@@ -125,9 +127,10 @@ for spec in "${specs[@]}"; do
       echo "  run $i: no redundancy figures or not verified:"; tail -5 <<<"$out" | sed 's/^/    /'
       status=1; continue
     fi
-    put=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1 |
-          sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p')
-    [ -n "$put" ] || { echo "  run $i: put_bw gave no figure"; status=1; continue; }
+    pbw=$("$run" -n 2 --timeout 120 "$build/bench/put_bw" "$bytes" 4096 $((16 * nodes)) 5 2>&1)
+    put=$(sed -n 's/.*put_bw mbps=\([0-9.]*\).*/\1/p' <<<"$pbw")
+    first=$(sed -n 's/.*put_bw mbps=.* first=\([0-9.]*\).*/\1/p' <<<"$pbw")
+    [ -n "$put" ] && [ -n "$first" ] || { echo "  run $i: put_bw gave no figure"; status=1; continue; }
     # the same failure without the copy (no headroom: the rows stay single)
     out0=$(FTSVM_HOME_HEADROOM=0 APP_STEP_LOG=y "$run" -n "$nodes" --timeout 300 --kill "1@$at" \
            "$build/bench/$app" "${words[@]:1}" 2>&1) || true
@@ -146,16 +149,19 @@ for spec in "${specs[@]}"; do
     [ -n "$lput" ] || { echo "  run $i: put_bw beside the app gave no figure"; status=1; continue; }
     r=$(awk -v a="$mbps" -v b="$put" 'BEGIN {printf "%.2f", a / b}')
     lr=$(awk -v a="$mbps" -v b="$lput" 'BEGIN {printf "%.2f", a / b}')
-    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s idle, %s beside the app; ratios %s, %s; failure step with / without the copy %s\n' \
-           "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$lput" "$r" "$lr" "$sl"
+    fr=$(awk -v a="$mbps" -v b="$first" 'BEGIN {printf "%.2f", a / b}')
+    printf '  %s run %d: copied %s bytes in %s ms: %s MB/s; put loop %s MB/s idle (its first loop %s), %s beside the app; ratios %s, %s (%s of the first loop); failure step with / without the copy %s\n' \
+           "$app" "$i" "$bytes" "$cms" "$mbps" "$put" "$first" "$lput" "$r" "$lr" "$fr" "$sl"
     mb+=("$mbps") raw+=("$put") ratio+=("$r") sizes+=("$bytes") lraw+=("$lput") lratio+=("$lr")
+    fraw+=("$first") fratio+=("$fr")
     [ "$sl" = - ] || slow+=("$sl")
   done
-  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s idle, %s beside the app; copy/put %sx idle, %sx beside the app; failure step with / without the copy %sx (%d runs)\n' \
+  printf '%s (%s): median of %d runs: %s bytes copied, %s MB/s; put loop %s MB/s idle (first loop %s), %s beside the app; copy/put %sx idle, %sx beside the app, %sx of the first loop; failure step with / without the copy %sx (%d runs)\n' \
          "$app" "${words[*]:1}" "${#mb[@]}" "$(printf '%s\n' "${sizes[@]:-}" | median)" \
          "$(printf '%s\n' "${mb[@]:-}" | median)" "$(printf '%s\n' "${raw[@]:-}" | median)" \
-         "$(printf '%s\n' "${lraw[@]:-}" | median)" \
+         "$(printf '%s\n' "${fraw[@]:-}" | median)" "$(printf '%s\n' "${lraw[@]:-}" | median)" \
          "$(printf '%s\n' "${ratio[@]:-}" | median)" "$(printf '%s\n' "${lratio[@]:-}" | median)" \
+         "$(printf '%s\n' "${fratio[@]:-}" | median)" \
          "$(printf '%s\n' "${slow[@]:-}" | median)" "${#slow[@]}"
 done
 exit $status

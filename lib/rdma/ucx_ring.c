@@ -218,7 +218,7 @@ static void rdma_ring_take(rdma_ctx_t *ctx, rdma_ucx_ring_t *ring, int sender, u
 unsigned rdma_ucx_ring_poll(rdma_ctx_t *ctx)
 {
     rdma_ucx_ring_t *ring = &((rdma_ucx_t *)ctx->backend_ctx)->ring;
-    unsigned taken = 0;
+    unsigned taken = 0, n;
     uint64_t seq;
     int sender;
 
@@ -227,9 +227,12 @@ unsigned rdma_ucx_ring_poll(rdma_ctx_t *ctx)
     }
     for (sender = 0; sender < ctx->nodes; sender++) {
         /* what a failed peer wrote is dropped, as UCX drops what comes on
-         * a closed endpoint */
-        while (!atomic_load_explicit(&ctx->peers[sender].failed, memory_order_relaxed) &&
-               rdma_ring_ready(ctx, ring, sender, &seq)) {
+         * a closed endpoint; at most a ring's worth per sender, so that one
+         * that refills its ring as fast as it is taken does not hold the
+         * others up */
+        for (n = 0; n < RDMA_RING_SLOTS &&
+                    !atomic_load_explicit(&ctx->peers[sender].failed, memory_order_relaxed) &&
+                    rdma_ring_ready(ctx, ring, sender, &seq); n++) {
             rdma_ring_take(ctx, ring, sender, seq);
             taken++;
         }

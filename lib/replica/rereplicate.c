@@ -20,10 +20,14 @@
  * s itself (s acks), then everywhere else. The "row done" messages of all
  * of h's rows go out together and h waits once for all the acks, not once
  * a row: each round trip goes through protocol threads that share the
- * cores with the application. (The puts themselves are the larger cost
- * today: 4.8 MB took a copier 18-41 ms here, where bench/put_bw writes the
- * same pattern at over 10 GB/s; why is open, see the debug line of
- * copier_main.)
+ * cores with the application. (The puts themselves are the larger cost of
+ * a large copy: over shared memory each is a copy into this process's
+ * mapping of s's memory, and the first write to each page of it takes a
+ * page fault here; the new slots have never been written from here, so
+ * every page does. bench/put_bw's first loop, which does the same, runs at
+ * 1.3-1.7 GB/s here against 5-20 GB/s for its later loops. A copy pulled
+ * by s, reading h's memory into its own, would take read faults instead,
+ * which the kernel maps 16 pages at a time: not built.)
  *
  * Redundancy is back, and every survivor logs one event, only when every
  * member names every new secondary: a node that has all the rows of the
