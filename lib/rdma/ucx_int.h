@@ -100,6 +100,21 @@ void rdma_ucx_live_destroy(rdma_ucx_t *ucx);
 int  rdma_ucx_live_get_start(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
                              void *buf, size_t len, rdma_req_t **req_p);
 
+/* ucx_proc.c: a node's process, in its start-up blob, so that a peer on the
+ * same machine can tell that it has exited before it maps its memory */
+typedef struct rdma_ucx_proc {
+    char     boot_id[40];   /* /proc/sys/kernel/random/boot_id */
+    uint64_t pid_ns;        /* inode of /proc/self/ns/pid */
+    uint32_t pid;
+    uint32_t pad;
+} rdma_ucx_proc_t;
+
+void rdma_ucx_proc_self(rdma_ucx_proc_t *proc);
+/* 1 when the process a peer's blob names runs on this machine, in this pid
+ * namespace, and has exited (gone, or a zombie); 0 when it runs or is
+ * elsewhere */
+int  rdma_ucx_proc_exited(const void *blob_proc);
+
 /* ucx_ring.c: messages over rings in shared memory */
 size_t   rdma_ucx_ring_region_size(int nodes);
 /* after the worker exists: the wake-up socket; ctx->efd becomes an event fd

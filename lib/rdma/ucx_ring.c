@@ -114,7 +114,7 @@ int rdma_ucx_ring_init(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
 {
     rdma_ucx_ring_t *ring = &ucx->ring;
     struct epoll_event event = { .events = EPOLLIN };
-    sa_family_t family = AF_UNIX;
+    struct sockaddr_un unnamed = { .sun_family = AF_UNIX };
     int i;
 
     ring->wake_sock = -1;
@@ -130,8 +130,9 @@ int rdma_ucx_ring_init(rdma_ctx_t *ctx, rdma_ucx_t *ucx)
         ftsvm_error("cannot make the wake-up socket: %m");
         return FTSVM_ESYS;
     }
-    /* autobind: the kernel names it in the abstract namespace */
-    if (bind(ring->wake_sock, (struct sockaddr *)&family, sizeof(family)) < 0) {
+    /* autobind (an address of the family alone): the kernel names it in
+     * the abstract namespace */
+    if (bind(ring->wake_sock, (struct sockaddr *)&unnamed, sizeof(sa_family_t)) < 0) {
         ftsvm_error("cannot bind the wake-up socket: %m");
         return FTSVM_ESYS;
     }
@@ -162,15 +163,16 @@ void rdma_ucx_ring_fini(rdma_ucx_t *ucx)
 {
     rdma_ucx_ring_t *ring = &ucx->ring;
 
+    if (ring->expected == NULL) {
+        return;   /* rdma_ucx_ring_init did not run: its fds are not set */
+    }
     if (ring->epfd >= 0) {
         close(ring->epfd);
     }
     if (ring->wake_sock >= 0) {
         close(ring->wake_sock);
     }
-    if (ring->expected != NULL) {
-        pthread_mutex_destroy(&ring->poll_lock);
-    }
+    pthread_mutex_destroy(&ring->poll_lock);
     free(ring->expected);
     ring->expected = NULL;
 }
@@ -187,26 +189,41 @@ static int rdma_ring_ready(rdma_ctx_t *ctx, rdma_ucx_ring_t *ring, int sender,
            seq / RDMA_RING_SLOTS + 1;
 }
 
-/* Take sender's next message: validate, queue, free the slot. */
-static void rdma_ring_take(rdma_ctx_t *ctx, rdma_ucx_ring_t *ring, int sender, uint64_t seq)
+/* The slot's lengths fit it and its header, if it is one, names the ring's
+ * sender; else the rejection is logged and counted. (rdma_am_deliver checks
+ * the rest, as for any message.) */
+static int rdma_ring_slot_valid(rdma_ctx_t *ctx, const rdma_ring_slot_t *slot, int sender)
 {
-    rdma_ring_slot_t *slot = rdma_ring_slot(ring->base, ctx->nodes, sender, seq);
-    uint32_t hdr_len = slot->hdr_len, len = slot->len;
     rdma_am_hdr_t hdr;
 
-    if (hdr_len > RDMA_RING_HDR_MAX || len > RDMA_AM_MAX_PAYLOAD) {
+    if (slot->hdr_len > RDMA_RING_HDR_MAX || slot->len > RDMA_AM_MAX_PAYLOAD) {
         if (rdma_am_reject_counted(ctx)) {
             ftsvm_warn("rejected a message from node %d: a %u-byte header and %u bytes in "
-                       "its ring slot", sender, hdr_len, len);
+                       "its ring slot", sender, slot->hdr_len, slot->len);
         }
-    } else if (hdr_len == sizeof(hdr) && (memcpy(&hdr, slot->hdr, sizeof(hdr)),
-                                          hdr.src != (uint32_t)sender)) {
+        return 0;
+    }
+    if (slot->hdr_len != sizeof(hdr)) {
+        return 1;   /* rdma_am_deliver rejects it */
+    }
+    memcpy(&hdr, slot->hdr, sizeof(hdr));
+    if (hdr.src != (uint32_t)sender) {
         if (rdma_am_reject_counted(ctx)) {
             ftsvm_warn("rejected a message from node %d that says it is from node %u",
                        sender, hdr.src);
         }
-    } else {
-        rdma_am_deliver(ctx, slot->hdr, hdr_len, slot->payload, len);
+        return 0;
+    }
+    return 1;
+}
+
+/* Take sender's next message: validate, queue, free the slot. */
+static void rdma_ring_take(rdma_ctx_t *ctx, rdma_ucx_ring_t *ring, int sender, uint64_t seq)
+{
+    rdma_ring_slot_t *slot = rdma_ring_slot(ring->base, ctx->nodes, sender, seq);
+
+    if (rdma_ring_slot_valid(ctx, slot, sender)) {
+        rdma_am_deliver(ctx, slot->hdr, slot->hdr_len, slot->payload, slot->len);
     }
     atomic_store_explicit(&ring->expected[sender], seq + 1, memory_order_relaxed);
     /* the copy out is done before the sender may write the slot again */
@@ -287,17 +304,13 @@ void rdma_ucx_ring_disarm(rdma_ctx_t *ctx)
 /* ---- sending -------------------------------------------------------------- */
 
 /* The peer's ring region is mapped here (ucp_rkey_ptr): messages to it go
- * over its ring. `wake` is its wake-up socket's address. */
+ * over its ring. `wake` is its wake-up socket's address (at most a
+ * struct sockaddr_un: the caller checked). */
 void rdma_ucx_ring_connect(rdma_ctx_t *ctx, int peer, void *base, const void *wake,
                            size_t wake_len)
 {
     rdma_ucx_peer_t *p = &((rdma_ucx_t *)ctx->backend_ctx)->peers[peer];
 
-    if (wake_len > sizeof(p->wake_addr)) {
-        ftsvm_warn("node %d's wake-up address has %zu bytes: its messages go over UCX",
-                   peer, wake_len);
-        return;
-    }
     memcpy(&p->wake_addr, wake, wake_len);
     p->wake_len  = (socklen_t)wake_len;
     p->ring_sent = 0;

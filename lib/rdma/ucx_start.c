@@ -23,9 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <ucp/api/ucp.h>
-#include <unistd.h>
 
 /* Set a UCX variable unless the user set it in the environment. */
 static int rdma_ucx_default(ucp_config_t *config, const char *name, const char *value)
@@ -222,66 +220,6 @@ static int rdma_blob_take(const uint8_t **p, const uint8_t *end, const uint8_t *
     return 0;
 }
 
-/* ---- the peer's process, where it is on this machine ---------------------- */
-
-/* In the start-up blob, so that a peer on the same machine can tell that
- * this process has exited before it maps its memory. */
-typedef struct rdma_ucx_proc {
-    char     boot_id[40];   /* /proc/sys/kernel/random/boot_id */
-    uint64_t pid_ns;        /* inode of /proc/self/ns/pid */
-    uint32_t pid;
-    uint32_t pad;
-} rdma_ucx_proc_t;
-
-static void rdma_read_line(const char *path, char *buf, size_t size)
-{
-    FILE *f = fopen(path, "re");
-
-    if (f == NULL || fgets(buf, (int)size, f) == NULL) {
-        buf[0] = '\0';
-    }
-    buf[strcspn(buf, "\n")] = '\0';
-    if (f != NULL) {
-        fclose(f);
-    }
-}
-
-static void rdma_ucx_proc_self(rdma_ucx_proc_t *proc)
-{
-    struct stat st;
-
-    memset(proc, 0, sizeof(*proc));
-    rdma_read_line("/proc/sys/kernel/random/boot_id", proc->boot_id, sizeof(proc->boot_id));
-    if (stat("/proc/self/ns/pid", &st) == 0) {
-        proc->pid_ns = (uint64_t)st.st_ino;
-    }
-    proc->pid = (uint32_t)getpid();
-}
-
-/* 1 when the peer's process runs on this machine, in this pid namespace,
- * and has exited (gone, or a zombie); 0 when it runs or is elsewhere. */
-static int rdma_ucx_proc_exited(const void *blob_proc)
-{
-    rdma_ucx_proc_t peer, self;
-    char path[64], stat_line[512], *state;
-
-    memcpy(&peer, blob_proc, sizeof(peer));
-    rdma_ucx_proc_self(&self);
-    if (self.boot_id[0] == '\0' || self.pid_ns == 0 ||
-        strncmp(peer.boot_id, self.boot_id, sizeof(self.boot_id)) != 0 ||
-        peer.pid_ns != self.pid_ns) {
-        return 0;   /* another machine, or no way to tell */
-    }
-    snprintf(path, sizeof(path), "/proc/%u/stat", peer.pid);
-    rdma_read_line(path, stat_line, sizeof(stat_line));
-    /* "pid (comm) S ...": the state follows the last ')' */
-    state = strrchr(stat_line, ')');
-    if (stat_line[0] == '\0' || state == NULL) {
-        return 1;
-    }
-    return state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X');
-}
-
 /* The blob from the worker addresses and the packed keys: per region
  * u64 base, u64 size, then the key as a field. */
 static int rdma_blob_build(rdma_ctx_t *ctx, const void *address, size_t address_len,
@@ -402,8 +340,10 @@ static int rdma_ucx_ep_create(rdma_ctx_t *ctx, ucp_worker_h worker, const void *
 }
 
 /* The tail of a peer's blob: its message rings and wake-up socket. Where
- * UCX can map the rings here, messages to the peer go over them; else over
- * UCX's active messages. -1 when the blob does not parse. */
+ * UCX can map the rings here (shared memory), messages to the peer go over
+ * them; else over UCX's active messages, whose transports (TCP, InfiniBand)
+ * have no shared queue. FTSVM_EPROTO (not logged) when the blob does not
+ * parse. */
 static int rdma_connect_ring(rdma_ctx_t *ctx, int node, const uint8_t *p, const uint8_t *end)
 {
     rdma_ucx_peer_t *up = &((rdma_ucx_t *)ctx->backend_ctx)->peers[node];
@@ -414,34 +354,31 @@ static int rdma_connect_ring(rdma_ctx_t *ctx, int node, const uint8_t *p, const 
     ucs_status_t status;
 
     if (end - p < 16) {
-        return -1;
+        return FTSVM_EPROTO;
     }
     memcpy(&base, p, 8);
     memcpy(&size, p + 8, 8);
     p += 16;
     if (rdma_blob_take(&p, end, &key, &key_len) != 0 ||
-        rdma_blob_take(&p, end, &wake, &wake_len) != 0) {
-        return -1;
-    }
-    if (size != rdma_ucx_ring_region_size(ctx->nodes)) {
-        ftsvm_error("node %d's message rings have %llu bytes, not %zu: a different build?",
-                    node, (unsigned long long)size, rdma_ucx_ring_region_size(ctx->nodes));
-        return -1;
+        rdma_blob_take(&p, end, &wake, &wake_len) != 0 ||
+        size != rdma_ucx_ring_region_size(ctx->nodes) ||
+        wake_len > sizeof(struct sockaddr_un)) {
+        return FTSVM_EPROTO;
     }
     if (node == ctx->node) {
-        return 0;   /* messages to self are queued directly (am.c) */
+        return FTSVM_OK;   /* messages to self are queued directly (am.c) */
     }
     status = ucp_ep_rkey_unpack(up->ep, key, &up->ring_rkey);
     if (status != UCS_OK) {
-        ftsvm_debug("node %d's message rings: no key (%s); messages go over UCX", node,
-                    ucs_status_string(status));
         up->ring_rkey = NULL;
-        return 0;
+        ftsvm_error("cannot unpack the message ring key of node %d: %s", node,
+                    ucs_status_string(status));
+        return FTSVM_ETRANSPORT;
     }
     if (ucp_rkey_ptr(up->ring_rkey, base, &mapped) == UCS_OK) {
         rdma_ucx_ring_connect(ctx, node, mapped, wake, wake_len);
     }
-    return 0;
+    return FTSVM_OK;
 }
 
 static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, size_t len)
@@ -461,18 +398,15 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
         rdma_blob_take(&p, end, &live_address, &live_address_len) != 0) {
         goto bad_blob;
     }
-    if (node != ctx->node && rdma_ucx_proc_exited(proc)) {
-        rdma_peer_unreached(ctx, node, "its process has exited");
-        return FTSVM_OK;
-    }
     ret = rdma_ucx_ep_create(ctx, ucx->worker, address, rdma_ucx_ep_error, node, &up->ep);
     if (up->ep == NULL) {
         return FTSVM_OK;   /* unreached: no keys to unpack */
     }
-    /* Once more, just before the keys: unpacking the key of a dead peer's
-     * shared memory fails in shmat and UCX 1.13 then crashes (SIGSEGV in
+    /* Just before the keys: unpacking the key of a dead peer's shared
+     * memory fails in shmat and UCX 1.13 then crashes (SIGSEGV in
      * uct_rkey_release). The endpoint stays until the first view removes
-     * the peer; its keys stay NULL and no operation reaches them. */
+     * the peer; its keys stay NULL and no operation reaches them. (This
+     * narrows the window to the time between the check and the unpack.) */
     if (node != ctx->node && rdma_ucx_proc_exited(proc)) {
         rdma_peer_unreached(ctx, node, "its process has exited");
         return FTSVM_OK;
@@ -507,10 +441,11 @@ static int rdma_connect_peer(rdma_ctx_t *ctx, int node, const uint8_t *blob, siz
             return FTSVM_ETRANSPORT;
         }
     }
-    if (rdma_connect_ring(ctx, node, p, end) != 0) {
+    ret = rdma_connect_ring(ctx, node, p, end);
+    if (ret == FTSVM_EPROTO) {
         goto bad_blob;
     }
-    return FTSVM_OK;
+    return ret;
 
 bad_blob:
     ftsvm_error("the transport address of node %d does not parse (%zu bytes)", node, len);
