@@ -63,6 +63,7 @@ typedef struct failure {
     _Atomic int        recovering;
     uint64_t           detected_ns;   /* first news of the change being recovered */
     _Atomic int        quiescing;     /* shutdown: peers leave, nothing is news */
+    _Atomic int        started;       /* failure_start's start-up view is done */
     int                stop;
 
     /* recovery (recovery.c) */

@@ -456,7 +456,12 @@ static void on_peer_failed(void *arg, int peer)
         return;
     }
     remove[peer] = 1;
-    failure_announce(remove, FAILURE_CAUSE_TRANSPORT);
+    /* a node that the transport loses before the start-up view is done
+     * (it died between the key exchange and the first barrier, after this
+     * node had connected to it) failed in start-up, as one missing from a
+     * round did */
+    failure_announce(remove, atomic_load(&failure.started) ? FAILURE_CAUSE_TRANSPORT :
+                     FAILURE_CAUSE_STARTUP);
     free(remove);
 }
 
@@ -638,6 +643,7 @@ int failure_start(const uint8_t *absent)
         status = failure_start_without(absent);
     }
     if (status == FTSVM_OK) {
+        atomic_store(&failure.started, 1);
         status = failure_heartbeat_start();
     }
     return status;
