@@ -1,8 +1,8 @@
 /*
- * put_bw: bandwidth of a plain loop of one-sided writes between 2 nodes, in
- * the pattern of re-replication's copy (lib/hlrc/home_copy.c): for each
- * page a put of the page and a put of its applied/pending words, a flush
- * at the end. bench/redundancy.sh runs it beside a job's copy of the same
+ * put_bw: bandwidth of a plain loop of one-sided writes between 2 nodes: for
+ * each page a put of the page and a put of its applied/pending words (the
+ * pattern of re-replication's copy before it wrote a row as runs,
+ * lib/hlrc/home_copy.c), a flush at the end. bench/redundancy.sh runs it beside a job's copy of the same
  * bytes, to put the copy's MB/s beside the transport's.
  *
  *   ftsvm-run -n 2 build/bench/put_bw BYTES [PAGE [WORDS [REPS]]]

@@ -26,30 +26,72 @@ static int block_written(const uint64_t *meta, size_t words)
     return 0;
 }
 
+/* one run of consecutive slots: the writer's mapping of the target made in
+ * one call, then the pages and their words each in one write */
+static int copy_run(const replica_copy_t *copy, size_t from, size_t to, size_t pages)
+{
+    size_t words = 2u * (size_t)hlrc.nodes;   /* a page's words */
+    uint64_t page_off = to * HLRC_PAGE_SIZE, meta_off = to * words * 8u;
+    int status;
+
+    status = rdma_prefault(hlrc.rdma, copy->to, HLRC_REGION_HOME, page_off,
+                           pages * HLRC_PAGE_SIZE);
+    if (status == FTSVM_OK) {
+        status = rdma_prefault(hlrc.rdma, copy->to, HLRC_REGION_META, meta_off,
+                               pages * words * 8u);
+    }
+    /* page and words in any order: nobody reads the new home's copy before
+     * the row names it, after the caller's flush */
+    if (status == FTSVM_OK) {
+        status = rdma_put(hlrc.rdma, copy->to, HLRC_REGION_HOME, page_off, hlrc_copy_at(from),
+                          pages * HLRC_PAGE_SIZE);
+    }
+    if (status == FTSVM_OK) {
+        status = rdma_put(hlrc.rdma, copy->to, HLRC_REGION_META, meta_off, hlrc_meta_at(from),
+                          pages * words * 8u);
+    }
+    return status;
+}
+
+/* A row's blocks are consecutive in both stores (replica_slot_index): the
+ * written ones are copied as runs of at most HOME_COPY_RUN bytes of pages,
+ * so the copy is a few large writes rather than two per page. */
+#define HOME_COPY_RUN (4u << 20)
+
 int hlrc_home_copy_row(const replica_copy_t *copy, uint64_t *bytes_p)
 {
     size_t words = 2u * (size_t)hlrc.nodes * hlrc.home_block;   /* a block's words */
     size_t nblocks = (hlrc.npages + hlrc.home_block - 1) / hlrc.home_block, block;
-    size_t from, to;
+    size_t run_max = HOME_COPY_RUN / ((size_t)hlrc.home_block * HLRC_PAGE_SIZE);
+    size_t from = 0, to = 0, run_from = 0, run_to = 0, run = 0;
     uint64_t bytes = 0;
     int status = FTSVM_OK;
 
-    for (block = copy->row; block < nblocks && status == FTSVM_OK;
-         block += replica_placement.period) {
-        from = replica_slot_index(block, copy->from_slot) * hlrc.home_block;
-        to   = replica_slot_index(block, copy->to_slot) * hlrc.home_block;
-        if (!block_written(hlrc_meta_at(from), words)) {
-            continue;
+    run_max = run_max ? run_max : 1;
+    for (block = copy->row; status == FTSVM_OK; block += replica_placement.period) {
+        int written = 0;
+
+        if (block < nblocks) {
+            from = replica_slot_index(block, copy->from_slot) * hlrc.home_block;
+            to   = replica_slot_index(block, copy->to_slot) * hlrc.home_block;
+            written = block_written(hlrc_meta_at(from), words);
         }
-        /* page and words in any order: nobody reads the new home's copy
-         * before the row names it, after the caller's flush */
-        status = rdma_put(hlrc.rdma, copy->to, HLRC_REGION_HOME, to * HLRC_PAGE_SIZE,
-                          hlrc_copy_at(from), (size_t)hlrc.home_block * HLRC_PAGE_SIZE);
-        if (status == FTSVM_OK) {
-            status = rdma_put(hlrc.rdma, copy->to, HLRC_REGION_META, to * 2u *
-                              (uint64_t)hlrc.nodes * 8u, hlrc_meta_at(from), words * 8u);
+        /* the run ends at an unwritten block, at the end, or when full */
+        if (run > 0 && (!written || run == run_max || from != run_from + run * hlrc.home_block)) {
+            status = copy_run(copy, run_from, run_to, run * hlrc.home_block);
+            bytes += run * ((size_t)hlrc.home_block * HLRC_PAGE_SIZE + words * 8u);
+            run = 0;
         }
-        bytes += (size_t)hlrc.home_block * HLRC_PAGE_SIZE + words * 8u;
+        if (block >= nblocks) {
+            break;
+        }
+        if (written && status == FTSVM_OK) {
+            if (run == 0) {
+                run_from = from;
+                run_to = to;
+            }
+            run++;
+        }
     }
     *bytes_p += bytes;
     return status;

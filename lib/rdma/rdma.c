@@ -341,6 +341,18 @@ int rdma_put(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
     return rdma_rw(ctx, peer, region, offset, (void *)buf, len, 1);
 }
 
+int rdma_prefault(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, size_t len)
+{
+    uint64_t addr;
+    int status;
+
+    status = rdma_target(ctx, peer, region, offset, len, "prefault", &addr);
+    if (status != FTSVM_OK || ctx->backend.prefault == NULL || len == 0) {
+        return status;
+    }
+    return ctx->backend.prefault(ctx, peer, region, addr, len);
+}
+
 int rdma_get(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
              void *buf, size_t len)
 {

@@ -82,6 +82,13 @@ int rdma_fetch_add(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
                    uint64_t add, uint64_t *old_p);
 int rdma_cswap(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset,
                uint64_t expected, uint64_t desired, uint64_t *old_p);
+/* A hint before writing [offset, offset+len) of the peer's region for the
+ * first time: where the peer's memory is mapped into this process (UCX over
+ * shared memory) the mapping's page tables are filled in one call, so the
+ * puts that follow take no page fault each. Other transports: nothing to do.
+ * Errors as a put's; a range the kernel will not populate is FTSVM_OK (the
+ * puts then fault as they would have). */
+int rdma_prefault(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t offset, size_t len);
 /* Later operations are performed after earlier ones (all peers). */
 int rdma_fence(rdma_ctx_t *ctx);
 /* Earlier operations to `peer` (or RDMA_ALL_PEERS) are complete at the

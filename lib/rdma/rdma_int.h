@@ -97,6 +97,10 @@ typedef struct rdma_backend {
      * to it with FTSVM_EPEER and release what the backend holds for it. */
     void     (*peer_remove)(rdma_ctx_t *ctx, int peer);
     int      (*describe_peer)(rdma_ctx_t *ctx, int peer, char *buf, size_t size);
+    /* Optional (NULL: nothing to do): make later writes to [addr, addr+len)
+     * of the peer's region take no page fault here. */
+    int      (*prefault)(rdma_ctx_t *ctx, int peer, unsigned region, uint64_t addr,
+                         size_t len);
 } rdma_backend_t;
 
 extern const rdma_backend_t rdma_ucx_backend;

@@ -29,7 +29,11 @@
  * Headroom (FTSVM_HOME_HEADROOM): every home store has period_stride slots
  * per period, period_slots of them used at start; the rest take the new
  * secondaries re-replication puts on a node after a view change
- * (rereplicate.c). The store is sized once, before the transport registers
+ * (rereplicate.c). A store is laid out slot-major (replica_slot_index):
+ * slot s of every period, then slot s+1, so the blocks of one row are one
+ * run in the store and a copy of the row is one write, into memory the
+ * writer can map in one call (rdma_prefault), where a period-major layout
+ * would scatter them a stride apart and make each page a fault of its own. The store is sized once, before the transport registers
  * it, because the transport hands out its keys only at start: growing it
  * would mean registering new memory and sending its keys at runtime, which
  * lib/rdma does not offer. Untouched slots cost address space, not memory
@@ -68,6 +72,7 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
     p.period   = n * spread;
     p.period_slots = (size_t)p.replicas * spread;
     p.period_stride = p.period_slots;
+    p.periods  = (nblocks + p.period - 1) / p.period;
     p.rows   = calloc(p.period, sizeof(*p.rows));
     p.backup = calloc((size_t)nodes, sizeof(int));
     count    = calloc(n, sizeof(size_t));
@@ -98,7 +103,7 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
         }
     }
     p.slots_max = full * p.period_slots + most;
-    p.slots_cap = p.slots_max;
+    p.slots_cap = p.periods * p.period_slots;   /* slot-major: whole periods */
     for (node = 0; node < nodes; node++) {   /* a spare has no markers to keep */
         p.backup[node] = (apps == 1 || node >= apps) ? -1 : (node + 1) % apps;
     }
@@ -107,10 +112,9 @@ int replica_placement_build(replica_placement_t *placement, int replicas, int no
     return FTSVM_OK;
 }
 
-void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
-                                unsigned percent)
+void replica_placement_headroom(replica_placement_t *placement, unsigned percent)
 {
-    size_t extra = (placement->period_slots * percent + 99u) / 100u, periods;
+    size_t extra = (placement->period_slots * percent + 99u) / 100u;
 
     if (placement->replicas < 2 || placement->period_slots + extra > UINT16_MAX) {
         return;   /* one home: nothing is re-replicated */
@@ -118,8 +122,7 @@ void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
     placement->period_stride = placement->period_slots + extra;
     /* every period has the whole stride, the last partial one included (a
      * new secondary of one of its rows may take any slot) */
-    periods = (nblocks + placement->period - 1) / placement->period;
-    placement->slots_cap = periods * placement->period_stride;
+    placement->slots_cap = placement->periods * placement->period_stride;
 }
 
 void replica_placement_free(replica_placement_t *placement)

@@ -97,7 +97,7 @@ int replica_init(const ftsvm_config_t *config, int node, int nodes, size_t nbloc
     if (status != FTSVM_OK) {
         return status;
     }
-    replica_placement_headroom(&replica_placement, nblocks, config->home_headroom);
+    replica_placement_headroom(&replica_placement, config->home_headroom);
     if (replica_placement.replicas < (int)config->replicas) {
         ftsvm_info("a 1-node job keeps one home per page and lock (FTSVM_REPLICAS=%u needs "
                    "%u nodes)", config->replicas, config->replicas);

@@ -42,6 +42,7 @@ typedef struct replica_placement {
     int            nodes;      /* the job's, spares included */
     int            app_nodes;  /* nodes 0..app_nodes-1 home the rows at start */
     size_t         period;     /* rows */
+    size_t         periods;    /* periods over the region, the last one maybe partial */
     size_t         period_slots;   /* blocks each node homes per period at start */
     size_t         period_stride;  /* slots per period in a home store: period_slots
                                     * and the headroom for new secondaries */
@@ -61,8 +62,7 @@ int  replica_placement_build(replica_placement_t *placement, int replicas, int n
                              int spares, size_t nblocks);
 /* Give every home store `percent` more slots per period, for the secondaries
  * a view change moves onto the survivors (FTSVM_HOME_HEADROOM). */
-void replica_placement_headroom(replica_placement_t *placement, size_t nblocks,
-                                unsigned percent);
+void replica_placement_headroom(replica_placement_t *placement, unsigned percent);
 void replica_placement_free(replica_placement_t *placement);
 
 /* Nodes removed by a view change (set by the replica's recovery step): a
@@ -110,10 +110,12 @@ static inline int replica_role(const replica_row_t *row, int which, int replicas
     return first + which;
 }
 
-/* the slot index in a home store of `block` at slot `slot` of its period */
+/* the slot index in a home store of `block` at slot `slot` of its period:
+ * slot-major, so that the blocks of one row are consecutive in each of its
+ * homes' stores (re-replication copies a row as one run, home_copy.c) */
 static inline size_t replica_slot_index(size_t block, unsigned slot)
 {
-    return (block / replica_placement.period) * replica_placement.period_stride + slot;
+    return (size_t)slot * replica_placement.periods + block / replica_placement.period;
 }
 
 static inline int replica_home(size_t block, int which)

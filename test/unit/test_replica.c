@@ -30,7 +30,7 @@ static void check_placement(int replicas, int nodes, size_t nblocks)
     cr_assert_eq(p.replicas, nodes == 1 ? 1 : replicas);
     as_primary = calloc((size_t)nodes, sizeof(size_t));
     as_secondary = calloc((size_t)nodes, sizeof(size_t));
-    used = calloc((size_t)nodes * p.slots_max, 1);
+    used = calloc((size_t)nodes * p.slots_cap, 1);
     replica_placement = p;
     for (b = 0; b < nblocks; b++) {
         int primary = replica_home(b, REPLICA_PRIMARY);
@@ -52,10 +52,10 @@ static void check_placement(int replicas, int nodes, size_t nblocks)
             int home = replica_home(b, which);
             size_t slot = replica_slot(b, which);
 
-            cr_assert_lt(slot, p.slots_max, "block %zu slot %zu of %zu", b, slot, p.slots_max);
-            cr_assert_eq(used[(size_t)home * p.slots_max + slot], 0,
+            cr_assert_lt(slot, p.slots_cap, "block %zu slot %zu of %zu", b, slot, p.slots_cap);
+            cr_assert_eq(used[(size_t)home * p.slots_cap + slot], 0,
                          "two blocks in slot %zu of node %d", slot, home);
-            used[(size_t)home * p.slots_max + slot] = 1;
+            used[(size_t)home * p.slots_cap + slot] = 1;
         }
     }
     /* balanced: shares differ by at most one period's worth of one node */
@@ -93,6 +93,30 @@ Test(placement, every_block_has_two_distinct_balanced_homes_and_its_own_slots) {
         }
     }
     check_placement(2, 100, 100000);   /* more nodes than offsets: the table stays small */
+}
+
+Test(placement, a_rows_blocks_are_consecutive_in_each_home_store) {
+    replica_placement_t p;
+    size_t nblocks = 1000, b;
+    int which;
+
+    /* re-replication copies a row as runs (lib/hlrc/home_copy.c) */
+    cr_assert_eq(replica_placement_build(&p, 2, 5, 0, nblocks), FTSVM_OK);
+    replica_placement_headroom(&p, 50);
+    replica_placement = p;
+    for (b = p.period; b < nblocks; b++) {
+        for (which = 0; which < 2; which++) {
+            cr_assert_eq(replica_home(b, which), replica_home(b - p.period, which));
+            cr_assert_eq(replica_slot(b, which), replica_slot(b - p.period, which) + 1,
+                         "block %zu", b);
+            cr_assert_lt(replica_slot(b, which), p.slots_cap);
+        }
+    }
+    /* a headroom slot's run fits in the store too */
+    cr_assert_eq(replica_slot_index(nblocks - 1, (unsigned)p.period_stride - 1),
+                 p.slots_cap - 1);
+    memset(&replica_placement, 0, sizeof(replica_placement));
+    replica_placement_free(&p);
 }
 
 Test(placement, each_node_stores_about_two_shares_with_two_replicas) {
