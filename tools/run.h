@@ -47,6 +47,7 @@ typedef struct run_kill {
                                      * survivors said that redundancy is back after
                                      * every earlier failure */
     uint64_t    ready_ns;           /* when they had said it; 0: not yet */
+    uint64_t    first_said_ns;      /* when the first of them said it; 0: not yet */
 } run_kill_t;
 
 typedef struct run_opts {

@@ -339,6 +339,18 @@ uint64_t run_events_view_of(const run_events_t *events, int removed, const char 
     return view;
 }
 
+int run_events_redundancy_said(const run_events_t *events, int node, uint64_t view)
+{
+    size_t i;
+
+    for (i = 0; i < events->redundancy_count; i++) {
+        if (events->redundancy[i].reporter == node && events->redundancy[i].view >= view) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int run_events_redundancy(const run_events_t *events, uint64_t view, const char *survivor,
                           double *ms_p, uint64_t *bytes_p)
 {

@@ -89,6 +89,9 @@ void run_events_scan(run_events_t *events, int node, const char *line, size_t le
 int  run_events_figures(const run_events_t *events, int removed, const char *survivor,
                         run_figures_t *figures_p);
 
+/* 1 when `node` has said that redundancy is back in view `view` or a later
+ * one. */
+int  run_events_redundancy_said(const run_events_t *events, int node, uint64_t view);
 /* The view that removed `removed`, as its survivors reported it; 0: none. */
 uint64_t run_events_view_of(const run_events_t *events, int removed, const char *survivor);
 

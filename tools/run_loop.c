@@ -79,14 +79,39 @@ static void run_on_timeout(run_job_t *job)
     }
 }
 
+/* A node still running that has not said redundancy is back in `view`. */
+static int run_redundancy_awaited(const run_job_t *job, uint64_t view)
+{
+    int node;
+
+    for (node = 0; node < job->opts.nodes; node++) {
+        const run_node_t *n = &job->nodes[node];
+
+        if (!n->reaped && n->injected_ns == 0 && job->events.fault_ns[node] == 0 &&
+            !run_events_redundancy_said(&job->events, node, view)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The longest a NODE@redundancy kill waits, after the first survivor said
+ * redundancy is back, for the others to say it too. */
+#define RUN_REDUNDANCY_GRACE_NS 2000000000ull
+
 /* Is the next --kill due? A NODE@redundancy one once there was a failure
- * and the survivors have said redundancy is back in the view of every
- * earlier one, the earlier kills and the nodes that killed themselves at an
- * FTSVM_FAULT point (views are numbered by the nodes removed). */
+ * and every survivor still running has said redundancy is back in the view
+ * of every earlier one, the earlier kills and the nodes that killed
+ * themselves at an FTSVM_FAULT point (views are numbered by the nodes
+ * removed). Each survivor says it when it has every member's word that all
+ * rows are done; killing a node as soon as the first one says it could take
+ * that node's word from the others while it was on its way. A survivor that
+ * has not said it RUN_REDUNDANCY_GRACE_NS after the first is not waited
+ * for (the kill then shows what that costs). */
 static int run_kill_due(run_job_t *job, uint64_t now)
 {
     run_kill_t *k = &job->opts.kills[job->next_kill];
-    uint64_t failed = (uint64_t)job->next_kill;
+    uint64_t failed = (uint64_t)job->next_kill, view;
     int node;
 
     if (k->after_redundancy) {
@@ -94,7 +119,15 @@ static int run_kill_due(run_job_t *job, uint64_t now)
             for (node = 0; node < job->opts.nodes; node++) {
                 failed += (job->events.fault_ns[node] != 0);
             }
-            if (job->events.redundancy_view < (failed > 0 ? failed : 1)) {
+            view = failed > 0 ? failed : 1;
+            if (job->events.redundancy_view < view) {
+                return 0;
+            }
+            if (k->first_said_ns == 0) {
+                k->first_said_ns = now;
+            }
+            if (run_redundancy_awaited(job, view) &&
+                now < k->first_said_ns + RUN_REDUNDANCY_GRACE_NS) {
                 return 0;
             }
             k->ready_ns = now;
@@ -142,6 +175,9 @@ static uint64_t run_next_timer(const run_job_t *job)
         /* one after redundancy waits for output, then for its delay */
         if (!k->after_redundancy || k->ready_ns != 0) {
             t = (k->after_redundancy ? k->ready_ns : job->start_ns) + run_seconds_to_ns(k->at);
+            next = (t < next) ? t : next;
+        } else if (k->first_said_ns != 0) {   /* the grace for the other survivors */
+            t = k->first_said_ns + RUN_REDUNDANCY_GRACE_NS;
             next = (t < next) ? t : next;
         }
     }
