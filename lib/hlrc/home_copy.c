@@ -63,33 +63,28 @@ int hlrc_home_copy_row(const replica_copy_t *copy, uint64_t *bytes_p)
     size_t words = 2u * (size_t)hlrc.nodes * hlrc.home_block;   /* a block's words */
     size_t nblocks = (hlrc.npages + hlrc.home_block - 1) / hlrc.home_block, block;
     size_t run_max = HOME_COPY_RUN / ((size_t)hlrc.home_block * HLRC_PAGE_SIZE);
-    size_t from = 0, to = 0, run_from = 0, run_to = 0, run = 0;
+    size_t run = 0, first = 0;   /* the run: `run` written blocks from block `first` */
     uint64_t bytes = 0;
     int status = FTSVM_OK;
 
     run_max = run_max ? run_max : 1;
     for (block = copy->row; status == FTSVM_OK; block += replica_placement.period) {
-        int written = 0;
+        int written = block < nblocks &&
+            block_written(hlrc_meta_at(replica_slot_index(block, copy->from_slot) *
+                                       hlrc.home_block), words);
 
-        if (block < nblocks) {
-            from = replica_slot_index(block, copy->from_slot) * hlrc.home_block;
-            to   = replica_slot_index(block, copy->to_slot) * hlrc.home_block;
-            written = block_written(hlrc_meta_at(from), words);
-        }
-        /* the run ends at an unwritten block, at the end, or when full */
-        if (run > 0 && (!written || run == run_max || from != run_from + run * hlrc.home_block)) {
-            status = copy_run(copy, run_from, run_to, run * hlrc.home_block);
+        if (run > 0 && (!written || run == run_max)) {   /* the run ends */
+            status = copy_run(copy, replica_slot_index(first, copy->from_slot) * hlrc.home_block,
+                              replica_slot_index(first, copy->to_slot) * hlrc.home_block,
+                              run * hlrc.home_block);
             bytes += run * ((size_t)hlrc.home_block * HLRC_PAGE_SIZE + words * 8u);
             run = 0;
         }
         if (block >= nblocks) {
             break;
         }
-        if (written && status == FTSVM_OK) {
-            if (run == 0) {
-                run_from = from;
-                run_to = to;
-            }
+        if (written) {
+            first = run ? first : block;
             run++;
         }
     }
